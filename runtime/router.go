@@ -1,0 +1,358 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"google.golang.org/protobuf/proto"
+)
+
+// Dead-letter metadata: why a message was dead-lettered and where from.
+const (
+	MetaDeadLetterReason  = "eda_deadletter_reason"
+	MetaDeadLetterTopic   = "eda_deadletter_topic"
+	MetaDeadLetterHandler = "eda_deadletter_handler"
+	MetaDeadLetterAttempt = "eda_deadletter_attempts"
+)
+
+// DefaultDeadLetterTopic receives dead letters when neither the schema nor
+// RouterConfig names a topic.
+const DefaultDeadLetterTopic = "eda.dead_letter"
+
+// RouterConfig configures a Router.
+type RouterConfig struct {
+	// Subscriber is where handlers read messages. Required unless
+	// NewSubscriber is set.
+	Subscriber message.Subscriber
+	// NewSubscriber returns a subscriber for a consumer group, for brokers
+	// whose subscribers are bound to one (the group is the handler's
+	// DeliveryPolicy.ConsumerGroup, else its name). It takes precedence over
+	// Subscriber.
+	NewSubscriber func(consumerGroup string) (message.Subscriber, error)
+	// Publisher receives dead letters. Required.
+	Publisher message.Publisher
+	// DeadLetterTopic is the default dead-letter topic. Default
+	// DefaultDeadLetterTopic.
+	DeadLetterTopic string
+	// CloseTimeout bounds how long Close waits for running handlers.
+	// Default 30s.
+	CloseTimeout time.Duration
+	// Logger receives the router's logs. Default: none.
+	Logger watermill.LoggerAdapter
+}
+
+func (c *RouterConfig) setDefaults() {
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = DefaultDeadLetterTopic
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+}
+
+// Validate reports what is missing.
+func (c RouterConfig) Validate() error {
+	var errs []error
+	if c.Subscriber == nil && c.NewSubscriber == nil {
+		errs = append(errs, errors.New("RouterConfig: set Subscriber or NewSubscriber"))
+	}
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("RouterConfig.Publisher is required: dead letters are published with it"))
+	}
+	return errors.Join(errs...)
+}
+
+// Router runs typed handlers over a Watermill router. Register handlers with
+// the generated RegisterXHandler functions before Run.
+type Router struct {
+	cfg    RouterConfig
+	router *message.Router
+	stats  stats
+}
+
+// NewRouter returns a Router.
+func NewRouter(cfg RouterConfig) (*Router, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Router{cfg: cfg, router: r}, nil
+}
+
+// Run runs the handlers until ctx is done or Close is called.
+func (r *Router) Run(ctx context.Context) error { return r.router.Run(ctx) }
+
+// Running is closed when every handler is subscribed.
+func (r *Router) Running() chan struct{} { return r.router.Running() }
+
+// Close stops the handlers, waiting up to CloseTimeout for running ones.
+func (r *Router) Close() error { return r.router.Close() }
+
+// Watermill returns the underlying Watermill router, to add middleware or
+// plugins.
+func (r *Router) Watermill() *message.Router { return r.router }
+
+// Stats counts what the router's handlers did with messages.
+type Stats struct {
+	// Handled messages were acknowledged after a handler returned nil.
+	Handled uint64
+	// Retried counts retries (not messages).
+	Retried uint64
+	// DeadLettered messages went to a dead-letter topic.
+	DeadLettered uint64
+	// Skipped messages had a type the handler does not know (a newer event,
+	// for instance) and were acknowledged without handling.
+	Skipped uint64
+}
+
+type stats struct{ handled, retried, deadLettered, skipped atomic.Uint64 }
+
+// Stats returns the counters since the router was created.
+func (r *Router) Stats() Stats {
+	return Stats{
+		Handled:      r.stats.handled.Load(),
+		Retried:      r.stats.retried.Load(),
+		DeadLettered: r.stats.deadLettered.Load(),
+		Skipped:      r.stats.skipped.Load(),
+	}
+}
+
+// Route handles one message type within a handler. Build it with On.
+type Route struct {
+	Type   *MessageType
+	handle func(ctx context.Context, msg *message.Message) error
+}
+
+// decodeError marks a payload that cannot be decoded.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
+
+// On returns the route that decodes messages of type t into a new PT and
+// calls fn. Generated registration functions call it once per message type.
+func On[T any, PT interface {
+	*T
+	proto.Message
+}](t *MessageType, fn func(context.Context, PT) error) Route {
+	return Route{Type: t, handle: func(ctx context.Context, msg *message.Message) error {
+		m := PT(new(T))
+		codec, err := CodecFor(msg.Metadata.Get(MetaContentType))
+		if err == nil {
+			err = codec.Unmarshal(msg.Payload, m)
+		}
+		if err != nil {
+			return Permanent(&decodeError{fmt.Errorf("decode %s: %w", t.Name, err)})
+		}
+		return fn(ctx, m)
+	}}
+}
+
+// HandlerSpec is a subscription to one topic with a route per message type.
+type HandlerSpec struct {
+	// Name identifies the handler in the router and, by default, its
+	// consumer group. It is wire API: renaming it re-consumes a durable topic.
+	Name   string
+	Topic  string
+	Routes []Route
+}
+
+// HandlerOption changes a handler at registration.
+type HandlerOption func(*HandlerSpec)
+
+// WithName replaces the handler's default name, to register two handlers of
+// the same messages in one router or to pick the consumer group.
+func WithName(name string) HandlerOption {
+	return func(s *HandlerSpec) { s.Name = name }
+}
+
+// WithDelivery replaces the schema's delivery policy of every route.
+func WithDelivery(p DeliveryPolicy) HandlerOption {
+	return func(s *HandlerSpec) {
+		routes := make([]Route, len(s.Routes))
+		for i, rt := range s.Routes {
+			t := *rt.Type
+			t.Delivery = p
+			routes[i] = Route{Type: &t, handle: rt.handle}
+		}
+		s.Routes = routes
+	}
+}
+
+type route struct {
+	Route
+	policy DeliveryPolicy
+}
+
+// AddHandler subscribes spec to its topic. Messages are dispatched by their
+// type (or a former type name, for renamed types); a type the spec does not
+// know is acknowledged and counted as skipped, so old consumers survive new
+// events. A failing handler is retried with backoff, in place, so that
+// messages behind it stay in order; after the last attempt, or at once for a
+// payload that cannot be decoded or a Permanent error, the message goes to
+// the dead-letter topic with the reason, and the next message is handled.
+func (r *Router) AddHandler(spec HandlerSpec, opts ...HandlerOption) error {
+	for _, o := range opts {
+		o(&spec)
+	}
+	if spec.Name == "" || spec.Topic == "" || len(spec.Routes) == 0 {
+		return fmt.Errorf("AddHandler: a handler needs a name, a topic and at least one route (got %q on %q)", spec.Name, spec.Topic)
+	}
+	if _, dup := r.router.Handlers()[spec.Name]; dup {
+		return fmt.Errorf("AddHandler: a handler named %q is already registered; register the second with runtime.WithName", spec.Name)
+	}
+	routes := make(map[string]*route, len(spec.Routes))
+	var subscription DeliveryPolicy
+	for i, rt := range spec.Routes {
+		p := rt.Type.Delivery
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("handler %s: delivery policy of %s: %w", spec.Name, rt.Type.Name, err)
+		}
+		if p.DedupWindow > 0 {
+			return fmt.Errorf("handler %s: %s asks for deduplication (dedup_window), which needs a deduplication store this router does not have", spec.Name, rt.Type.Name)
+		}
+		if i == 0 {
+			subscription = p
+		} else if p.ConsumerGroup != subscription.ConsumerGroup || p.MaxPerSecond != subscription.MaxPerSecond ||
+			p.MaxInFlight != subscription.MaxInFlight || p.Ordering != subscription.Ordering {
+			return fmt.Errorf("handler %s: %s and %s share a subscription but ask for different consumer groups, rates, in-flight bounds or orderings", spec.Name, spec.Routes[0].Type.Name, rt.Type.Name)
+		}
+		entry := &route{Route: rt, policy: p.withDefaults(r.cfg.DeadLetterTopic)}
+		for _, name := range append([]string{rt.Type.Name}, rt.Type.Aliases...) {
+			if _, dup := routes[name]; dup {
+				return fmt.Errorf("handler %s: two routes for type %s", spec.Name, name)
+			}
+			routes[name] = entry
+		}
+	}
+	sub := r.cfg.Subscriber
+	if r.cfg.NewSubscriber != nil {
+		group := subscription.ConsumerGroup
+		if group == "" {
+			group = spec.Name
+		}
+		var err error
+		if sub, err = r.cfg.NewSubscriber(group); err != nil {
+			return fmt.Errorf("handler %s: subscriber for consumer group %s: %w", spec.Name, group, err)
+		}
+	}
+	throttle := newThrottle(subscription.MaxPerSecond)
+	r.router.AddConsumerHandler(spec.Name, spec.Topic, sub, func(msg *message.Message) error {
+		if err := throttle.wait(msg.Context()); err != nil {
+			return err
+		}
+		return r.dispatch(spec.Name, spec.Topic, routes, msg)
+	})
+	return nil
+}
+
+// dispatch handles one message: decode, call, retry, dead-letter. It returns
+// an error (a Nack, so the broker redelivers) only when the dead letter
+// itself cannot be published: nothing is lost.
+func (r *Router) dispatch(handler, topic string, routes map[string]*route, msg *message.Message) error {
+	typ := msg.Metadata.Get(MetaType)
+	rt, ok := routes[typ]
+	if !ok {
+		if typ == "" {
+			return r.deadLetter(handler, topic, r.cfg.DeadLetterTopic, msg, 0, errors.New("message has no type ("+MetaType+" metadata)"))
+		}
+		r.stats.skipped.Add(1)
+		r.cfg.Logger.Debug("Skipping message of a type this handler does not know", watermill.LogFields{"handler": handler, "type": typ, "message_uuid": msg.UUID})
+		return nil
+	}
+	env := EnvelopeOf(msg)
+	ctx := WithEnvelope(msg.Context(), env)
+	p := rt.policy
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = callSafely(rt, ctx, msg); err == nil {
+			r.stats.handled.Add(1)
+			return nil
+		}
+		if attempt >= p.MaxAttempts || IsPermanent(err) {
+			return r.deadLetter(handler, topic, p.DeadLetterTopic, msg, attempt, err)
+		}
+		r.stats.retried.Add(1)
+		r.cfg.Logger.Info("Retrying message", watermill.LogFields{"handler": handler, "type": typ, "attempt": attempt, "err": err.Error()})
+		select {
+		case <-time.After(p.backoff(attempt)):
+		case <-msg.Context().Done():
+			return msg.Context().Err()
+		}
+	}
+}
+
+// callSafely turns a handler panic into an error, so a panicking handler
+// costs one message (dead-lettered with the panic as reason), not the process.
+func callSafely(rt *route, ctx context.Context, msg *message.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return rt.handle(ctx, msg)
+}
+
+func (r *Router) deadLetter(handler, topic, dlq string, msg *message.Message, attempts int, reason error) error {
+	dead := msg.Copy()
+	dead.Metadata.Set(MetaDeadLetterReason, reason.Error())
+	dead.Metadata.Set(MetaDeadLetterTopic, topic)
+	dead.Metadata.Set(MetaDeadLetterHandler, handler)
+	dead.Metadata.Set(MetaDeadLetterAttempt, fmt.Sprint(attempts))
+	if err := r.cfg.Publisher.Publish(dlq, dead); err != nil {
+		r.cfg.Logger.Error("Cannot dead-letter message; it will be redelivered", err, watermill.LogFields{"handler": handler, "message_uuid": msg.UUID})
+		return fmt.Errorf("dead-letter to %s: %w (after: %v)", dlq, err, reason)
+	}
+	r.stats.deadLettered.Add(1)
+	r.cfg.Logger.Error("Message dead-lettered", reason, watermill.LogFields{"handler": handler, "dead_letter_topic": dlq, "message_uuid": msg.UUID})
+	return nil
+}
+
+// throttle spaces messages evenly at a rate per second; nil means unlimited.
+type throttle struct {
+	interval time.Duration
+	mu       sync.Mutex
+	next     time.Time
+}
+
+func newThrottle(perSecond int) *throttle {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &throttle{interval: time.Second / time.Duration(perSecond)}
+}
+
+func (t *throttle) wait(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	now := time.Now()
+	at := t.next
+	if at.Before(now) {
+		at = now
+	}
+	t.next = at.Add(t.interval)
+	t.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
