@@ -1,0 +1,98 @@
+package generator
+
+import (
+	"strings"
+
+	"github.com/protoc-gen-eda/eda/generator/model"
+)
+
+// This file decides every generated identifier and every default wire name.
+// Go identifiers derive from protoc-gen-go's Go names; wire names (type names,
+// topics, handler names) derive from proto full names only, so that moving a
+// Go package never changes what a broker or a store sees.
+
+// aggregateBase is the aggregate's name in generated identifiers: the state
+// message's Go name without a trailing "State" (OrderState -> Order).
+func aggregateBase(goName string) string {
+	if base, ok := strings.CutSuffix(goName, "State"); ok && base != "" {
+		return base
+	}
+	return goName
+}
+
+func aggregateNames(goName, typeName string) model.AggregateNames {
+	b := aggregateBase(goName)
+	return model.AggregateNames{
+		Base:                        b,
+		TypeConst:                   b + "AggregateType",
+		EventsTopicConst:            b + "EventsTopic",
+		CommandsTopicConst:          b + "CommandsTopic",
+		EventPublisher:              b + "EventPublisher",
+		NewEventPublisher:           "New" + b + "EventPublisher",
+		EventHandler:                b + "EventHandler",
+		UnimplementedEventHandler:   "Unimplemented" + b + "EventHandler",
+		RegisterEventHandler:        "Register" + b + "EventHandler",
+		CommandBus:                  b + "CommandBus",
+		NewCommandBus:               "New" + b + "CommandBus",
+		CommandHandler:              b + "CommandHandler",
+		UnimplementedCommandHandler: "Unimplemented" + b + "CommandHandler",
+		RegisterCommandHandler:      "Register" + b + "CommandHandler",
+		EventsHandlerName:           typeName + ".events",
+		CommandsHandlerName:         typeName + ".commands",
+	}
+}
+
+// defaultAggregateTopics are the topics of an aggregate that sets none.
+func defaultAggregateTopics(typeName string) (events, commands string) {
+	return typeName + ".events", typeName + ".commands"
+}
+
+func messageNames(kind model.Kind, goName, typeName string, standalone bool) model.MessageNames {
+	n := model.MessageNames{
+		Info:          "_" + goName + "_MessageType",
+		HandlerMethod: "Handle" + goName,
+	}
+	switch kind {
+	case model.Event:
+		n.TypeConst = goName + "EventType"
+		n.Method = "Publish" + goName
+		if standalone {
+			n.Sender, n.NewSender = goName+"Publisher", "New"+goName+"Publisher"
+		}
+	case model.Command:
+		n.TypeConst = goName + "CommandType"
+		n.Method = "Send" + goName
+		if standalone {
+			n.Sender, n.NewSender = goName+"Sender", "New"+goName+"Sender"
+		}
+	}
+	if standalone {
+		n.TopicConst = goName + "Topic"
+		n.Handler = goName + "Handler"
+		n.Register = "Register" + goName + "Handler"
+		n.HandlerName = typeName
+	}
+	return n
+}
+
+// messageIdents lists the exported identifiers generated for a message.
+func messageIdents(m *model.Message) []string {
+	ids := []string{m.Names.TypeConst}
+	if m.Standalone() {
+		ids = append(ids, m.Names.TopicConst, m.Names.Sender, m.Names.NewSender, m.Names.Handler, m.Names.Register)
+	}
+	return ids
+}
+
+// aggregateIdents lists the exported identifiers generated for an aggregate.
+func aggregateIdents(a *model.Aggregate) []string {
+	x := a.Names
+	ids := []string{x.TypeConst}
+	if len(a.Events) > 0 {
+		ids = append(ids, x.EventsTopicConst, x.EventPublisher, x.NewEventPublisher, x.EventHandler, x.UnimplementedEventHandler, x.RegisterEventHandler)
+	}
+	if len(a.Commands) > 0 {
+		ids = append(ids, x.CommandsTopicConst, x.CommandBus, x.NewCommandBus, x.CommandHandler, x.UnimplementedCommandHandler, x.RegisterCommandHandler)
+	}
+	return ids
+}
