@@ -294,8 +294,10 @@ func (b *builder) message(a *annotated, defaults *edav1.FileOptions) *model.Mess
 	}
 
 	// Envelope fields.
-	if f := roleField(a.msg, (*edav1.FieldOptions).GetAggregateId); f != nil {
-		m.Subject = envelopeField(f)
+	marked := roleField(a.msg, (*edav1.FieldOptions).GetAggregateId)
+	if marked != nil {
+		// An invalid marked field is reported by checkFieldRoles.
+		m.Subject = envelopeField(marked)
 	} else if aggIDField != "" {
 		for _, f := range a.msg.Fields {
 			if string(f.Desc.Name()) == aggIDField && envelopeField(f) != nil {
@@ -303,7 +305,7 @@ func (b *builder) message(a *annotated, defaults *edav1.FileOptions) *model.Mess
 			}
 		}
 	}
-	if m.Aggregate != nil && m.Subject == nil {
+	if m.Aggregate != nil && m.Subject == nil && marked == nil {
 		hint := "mark its field with [(eda.v1.field).aggregate_id = true]"
 		if aggIDField != "" {
 			hint = fmt.Sprintf("add a field %q like %s's, or mark one with [(eda.v1.field).aggregate_id = true]", aggIDField, m.Aggregate.FullName)
@@ -452,7 +454,7 @@ func (b *builder) expect(a *annotated, ref, kind string, path []int32) {
 	case !ok:
 		b.errorf(a.msg.Desc, a.subject(), path, "%q is not a known message: name an annotated %s, relative to package %s or fully qualified", ref, kind, a.file.Desc.Package())
 	case target.kind() != kind:
-		b.errorf(a.msg.Desc, a.subject(), path, "%q names %s, not an %s", ref, target.subject(), kind)
+		b.errorf(a.msg.Desc, a.subject(), path, "%q names %s, not %s", ref, target.subject(), article(kind))
 	}
 }
 
@@ -485,15 +487,16 @@ func (b *builder) checkFieldRoles(f *protogen.File, msgs []*protogen.Message) {
 					continue
 				}
 				switch {
+				case seen[role.name] != "":
+					b.errorf(fld.Desc, subject, path, "field %s: %s is already field %s: mark one field per message", fld.Desc.Name(), role.name, seen[role.name])
 				case !slices.Contains(role.kinds, kind):
 					b.errorf(fld.Desc, subject, path, "field %s: %s applies to fields of %s messages, and this is %s", fld.Desc.Name(), role.name, strings.Join(role.kinds, ", "), article(kind))
 				case fld.Desc.Cardinality() == protoreflect.Repeated:
 					b.errorf(fld.Desc, subject, path, "field %s: %s needs a singular field, not a repeated or map field", fld.Desc.Name(), role.name)
 				case envelopeField(fld) == nil || (role.name == "correlation_id" && fld.Desc.Kind() != protoreflect.StringKind):
 					b.errorf(fld.Desc, subject, path, "field %s: %s needs a string%s field, not %s", fld.Desc.Name(), role.name, map[bool]string{true: "", false: " or integer"}[role.name == "correlation_id"], fieldType(fld))
-				case seen[role.name] != "":
-					b.errorf(fld.Desc, subject, path, "field %s: %s is already field %s: mark one field per message", fld.Desc.Name(), role.name, seen[role.name])
-				default:
+				}
+				if seen[role.name] == "" {
 					seen[role.name] = string(fld.Desc.Name())
 				}
 			}

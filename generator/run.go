@@ -33,7 +33,7 @@ func (p *Params) Set(name, value string) error {
 	if p.flags.Lookup(name) == nil {
 		known := []string{"paths", "module", "M<file>"}
 		p.flags.VisitAll(func(f *pflag.Flag) { known = append(known, f.Name) })
-		return fmt.Errorf("protoc-gen-eda: unknown parameter %q: the parameters are %s", name, strings.Join(known, ", "))
+		return fmt.Errorf("unknown parameter %q: the parameters are %s", name, strings.Join(known, ", "))
 	}
 	return p.flags.Set(name, value)
 }
