@@ -34,7 +34,7 @@ var ProtoJSON Codec = protoJSON{
 type protoBinary struct{}
 
 func (protoBinary) ContentType() string                       { return ContentTypeProtobuf }
-func (protoBinary) Marshal(m proto.Message) ([]byte, error)    { return proto.Marshal(m) }
+func (protoBinary) Marshal(m proto.Message) ([]byte, error)   { return proto.Marshal(m) }
 func (protoBinary) Unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
 
 type protoJSON struct {
@@ -43,7 +43,7 @@ type protoJSON struct {
 }
 
 func (protoJSON) ContentType() string                         { return ContentTypeJSON }
-func (c protoJSON) Marshal(m proto.Message) ([]byte, error)    { return c.marshal.Marshal(m) }
+func (c protoJSON) Marshal(m proto.Message) ([]byte, error)   { return c.marshal.Marshal(m) }
 func (c protoJSON) Unmarshal(b []byte, m proto.Message) error { return c.unmarshal.Unmarshal(b, m) }
 
 // CodecFor returns the codec for a content type. An empty content type is the

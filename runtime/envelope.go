@@ -109,7 +109,7 @@ func WithEnvelope(ctx context.Context, env *Envelope) context.Context {
 // handler's context.
 func EnvelopeFrom(ctx context.Context) (*Envelope, bool) {
 	env, ok := ctx.Value(envelopeKey{}).(*Envelope)
-	return env, ok
+	return env, ok && env != nil
 }
 
 // WithCorrelationID returns a context whose publishes carry id as their

@@ -250,7 +250,17 @@ func (r *Router) AddHandler(spec HandlerSpec, opts ...HandlerOption) error {
 		}
 	}
 	throttle := newThrottle(subscription.MaxPerSecond)
+	// Watermill's router runs every message it receives on a goroutine of its
+	// own; the slot makes the handler take one message at a time whatever the
+	// subscriber does, which retries in place and MaxInFlight rely on.
+	slot := make(chan struct{}, 1)
 	r.router.AddConsumerHandler(spec.Name, spec.Topic, sub, func(msg *message.Message) error {
+		select {
+		case slot <- struct{}{}:
+		case <-msg.Context().Done():
+			return msg.Context().Err()
+		}
+		defer func() { <-slot }()
 		if err := throttle.wait(msg.Context()); err != nil {
 			return err
 		}

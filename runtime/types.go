@@ -105,7 +105,8 @@ func (p DeliveryPolicy) Validate() error {
 	if p.InitialBackoff < 0 || p.MaxBackoff < 0 || p.DedupWindow < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	if p.BackoffMultiplier != 0 && p.BackoffMultiplier < 1 {
+	// Written so that NaN fails too.
+	if p.BackoffMultiplier != 0 && !(p.BackoffMultiplier >= 1) {
 		errs = append(errs, fmt.Errorf("BackoffMultiplier %g is below 1", p.BackoffMultiplier))
 	}
 	if p.MaxPerSecond < 0 || p.MaxInFlight < 0 {
