@@ -1,0 +1,211 @@
+package comments_test
+
+import (
+	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strings"
+	"testing"
+
+	"github.com/protoc-gen-eda/eda/golden/comments"
+	"github.com/protoc-gen-eda/eda/internal/edatest"
+	"github.com/protoc-gen-eda/eda/runtime"
+)
+
+type received[T any] struct {
+	msg T
+	env *runtime.Envelope
+}
+
+func record[T any](ctx context.Context, ch chan<- received[T], m T) error {
+	env, _ := runtime.EnvelopeFrom(ctx)
+	ch <- received[T]{msg: m, env: env}
+	return nil
+}
+
+// shipments handles the deprecated messages and leaves the others to the
+// embedded Unimplemented handler.
+type shipments struct {
+	comments.UnimplementedShipmentEventHandler
+	lost     chan received[*comments.ShipmentLost]
+	reroutes chan received[*comments.RerouteShipment]
+	legacy   chan received[*comments.Legacy]
+}
+
+func (s *shipments) HandleShipmentLost(ctx context.Context, e *comments.ShipmentLost) error {
+	return record(ctx, s.lost, e)
+}
+
+func (s *shipments) HandleRerouteShipment(ctx context.Context, c *comments.RerouteShipment) error {
+	return record(ctx, s.reroutes, c)
+}
+
+func (s *shipments) HandleLegacy(ctx context.Context, e *comments.Legacy) error {
+	return record(ctx, s.legacy, e)
+}
+
+var (
+	_ comments.ShipmentEventHandler   = (*shipments)(nil)
+	_ comments.ShipmentCommandHandler = (*shipments)(nil)
+	_ comments.LegacyHandler          = (*shipments)(nil)
+)
+
+func TestDeprecatedMessagesStillPublishAndHandle(t *testing.T) {
+	s := &shipments{
+		lost:     make(chan received[*comments.ShipmentLost], 16),
+		reroutes: make(chan received[*comments.RerouteShipment], 16),
+		legacy:   make(chan received[*comments.Legacy], 16),
+	}
+	h := edatest.Start(t, func(r *runtime.Router) error {
+		if err := comments.RegisterShipmentEventHandler(r, s); err != nil {
+			return err
+		}
+		if err := comments.RegisterShipmentCommandHandler(r, s); err != nil {
+			return err
+		}
+		return comments.RegisterLegacyHandler(r, s)
+	})
+	ctx := context.Background()
+
+	if err := comments.NewShipmentEventPublisher(h.Publisher).PublishShipmentLost(ctx, &comments.ShipmentLost{ShipmentId: "sh-1"}); err != nil {
+		t.Fatal(err)
+	}
+	lost := edatest.Receive(t, s.lost)
+	if lost.msg.GetShipmentId() != "sh-1" || lost.env == nil ||
+		lost.env.Type != comments.ShipmentLostEventType || lost.env.Subject != "sh-1" ||
+		lost.env.AggregateType != comments.ShipmentAggregateType {
+		t.Errorf("ShipmentLost handled = %v, envelope %+v", lost.msg, lost.env)
+	}
+
+	if err := comments.NewShipmentCommandBus(h.Publisher).SendRerouteShipment(ctx, &comments.RerouteShipment{ShipmentId: "sh-2"}); err != nil {
+		t.Fatal(err)
+	}
+	reroute := edatest.Receive(t, s.reroutes)
+	if reroute.msg.GetShipmentId() != "sh-2" || reroute.env == nil ||
+		reroute.env.Type != comments.RerouteShipmentCommandType || reroute.env.Subject != "sh-2" {
+		t.Errorf("RerouteShipment handled = %v, envelope %+v", reroute.msg, reroute.env)
+	}
+
+	if err := comments.NewLegacyPublisher(h.Publisher).PublishLegacy(ctx, &comments.Legacy{Id: "l-1"}); err != nil {
+		t.Fatal(err)
+	}
+	legacy := edatest.Receive(t, s.legacy)
+	if legacy.msg.GetId() != "l-1" || legacy.env == nil || legacy.env.Type != comments.LegacyEventType ||
+		legacy.env.Subject != "" {
+		t.Errorf("Legacy handled = %v, envelope %+v", legacy.msg, legacy.env)
+	}
+}
+
+// docs returns the doc comment text of every top-level declaration and
+// method of the generated file, and of every interface method, keyed by
+// name ("Recv.Method" for methods).
+func docs(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "comments_eda.pb.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, decl := range f.Decls {
+		switch d := decl.(type) {
+		case *ast.FuncDecl:
+			name := d.Name.Name
+			if d.Recv != nil {
+				typ := d.Recv.List[0].Type
+				if star, ok := typ.(*ast.StarExpr); ok {
+					typ = star.X
+				}
+				name = typ.(*ast.Ident).Name + "." + name
+			}
+			out[name] = d.Doc.Text()
+		case *ast.GenDecl:
+			for _, spec := range d.Specs {
+				switch s := spec.(type) {
+				case *ast.ValueSpec:
+					doc := s.Doc
+					if doc == nil && len(d.Specs) == 1 {
+						doc = d.Doc
+					}
+					for _, n := range s.Names {
+						out[n.Name] = doc.Text()
+					}
+				case *ast.TypeSpec:
+					doc := s.Doc
+					if doc == nil {
+						doc = d.Doc
+					}
+					out[s.Name.Name] = doc.Text()
+					if it, ok := s.Type.(*ast.InterfaceType); ok {
+						for _, m := range it.Methods.List {
+							for _, n := range m.Names {
+								out[s.Name.Name+"."+n.Name] = m.Doc.Text()
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+const deprecated = "\n\nDeprecated: do not use.\n"
+
+func TestGeneratedDocsCarryProtoComments(t *testing.T) {
+	d := docs(t)
+	wantContains := map[string]string{
+		// A two-line leading comment is kept line for line.
+		"ShipmentEventPublisher.PublishShipmentDispatched": "\n\nShipmentDispatched records that the parcel left.\nThe comment spans two lines.\n",
+		"ShipmentEventHandler.HandleShipmentDispatched":    "\n\nShipmentDispatched records that the parcel left.\nThe comment spans two lines.\n",
+		"ShipmentEventPublisher.PublishShipmentLost":       "\n\nShipmentLost is no longer published; kept so old streams still decode.\n",
+		"ShipmentCommandBus.SendRerouteShipment":           "\n\nRerouteShipment is deprecated in favour of a new flow.\n",
+		"LegacyHandler.HandleLegacy":                       "\n\nLegacy is a deprecated standalone event.\n",
+	}
+	for name, want := range wantContains {
+		if got, ok := d[name]; !ok {
+			t.Errorf("%s not found in comments_eda.pb.go", name)
+		} else if !strings.Contains(got, want) {
+			t.Errorf("doc of %s = %q, want it to contain %q", name, got, want)
+		}
+	}
+
+	// Deprecated messages get a Deprecated paragraph, last, on everything
+	// named after them.
+	for _, name := range []string{
+		"ShipmentLostEventType",
+		"RerouteShipmentCommandType",
+		"LegacyEventType",
+		"LegacyTopic",
+		"LegacyPublisher.PublishLegacy",
+		"LegacyHandler.HandleLegacy",
+		"ShipmentEventPublisher.PublishShipmentLost",
+		"ShipmentEventHandler.HandleShipmentLost",
+		"ShipmentCommandBus.SendRerouteShipment",
+		"ShipmentCommandHandler.HandleRerouteShipment",
+	} {
+		if got := d[name]; !strings.HasSuffix(got, deprecated) {
+			t.Errorf("doc of %s = %q, want it to end with a Deprecated paragraph", name, got)
+		}
+	}
+	// The others do not.
+	for _, name := range []string{
+		"ShipmentDispatchedEventType",
+		"ShipmentDeliveredEventType",
+		"ShipmentEventPublisher.PublishShipmentDispatched",
+		"ShipmentEventPublisher.PublishShipmentDelivered",
+		"ShipmentEventHandler.HandleShipmentDelivered",
+	} {
+		if got, ok := d[name]; !ok {
+			t.Errorf("%s not found in comments_eda.pb.go", name)
+		} else if strings.Contains(got, "Deprecated") {
+			t.Errorf("doc of %s = %q, want no Deprecated paragraph", name, got)
+		}
+	}
+
+	// ShipmentDelivered has no leading comment: its doc is only the
+	// generated sentence, and the comment inside the message is not used.
+	if got, want := d["ShipmentEventPublisher.PublishShipmentDelivered"], "PublishShipmentDelivered publishes a ShipmentDelivered event.\n"; got != want {
+		t.Errorf("doc of PublishShipmentDelivered = %q, want %q", got, want)
+	}
+}

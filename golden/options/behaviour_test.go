@@ -1,0 +1,355 @@
+package options_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/protoc-gen-eda/eda/golden/options"
+	"github.com/protoc-gen-eda/eda/internal/edatest"
+	"github.com/protoc-gen-eda/eda/runtime"
+	"github.com/protoc-gen-eda/eda/runtime/mem"
+)
+
+// Dead-letter topics of the schema.
+const (
+	fileDeadLetters  = "golden.options.dead"
+	stockDeadLetters = "golden.options.stock_dead"
+)
+
+type received[T any] struct {
+	msg T
+	env *runtime.Envelope
+	at  time.Time
+}
+
+func record[T any](ctx context.Context, ch chan<- received[T], m T) {
+	env, _ := runtime.EnvelopeFrom(ctx)
+	ch <- received[T]{msg: m, env: env, at: time.Now()}
+}
+
+var errBroken = errors.New("warehouse offline")
+
+// warehouse records every message it handles and fails those its fail
+// function picks.
+type warehouse struct {
+	fail     func(proto.Message) bool
+	calls    atomic.Int32
+	counted  chan received[*options.StockCounted]
+	reserved chan received[*options.StockReserved]
+	reserves chan received[*options.ReserveStock]
+	releases chan received[*options.ReleaseStock]
+	audits   chan received[*options.AuditLogged]
+}
+
+func newWarehouse(fail func(proto.Message) bool) *warehouse {
+	if fail == nil {
+		fail = func(proto.Message) bool { return false }
+	}
+	return &warehouse{
+		fail:     fail,
+		counted:  make(chan received[*options.StockCounted], 64),
+		reserved: make(chan received[*options.StockReserved], 64),
+		reserves: make(chan received[*options.ReserveStock], 64),
+		releases: make(chan received[*options.ReleaseStock], 64),
+		audits:   make(chan received[*options.AuditLogged], 64),
+	}
+}
+
+// result counts a call and says how it ends; handlers call it before
+// recording, so that the count is up to date once a call is received.
+func (w *warehouse) result(m proto.Message) error {
+	w.calls.Add(1)
+	if w.fail(m) {
+		return errBroken
+	}
+	return nil
+}
+
+func (w *warehouse) HandleStockCounted(ctx context.Context, e *options.StockCounted) error {
+	err := w.result(e)
+	record(ctx, w.counted, e)
+	return err
+}
+
+func (w *warehouse) HandleStockReserved(ctx context.Context, e *options.StockReserved) error {
+	err := w.result(e)
+	record(ctx, w.reserved, e)
+	return err
+}
+
+func (w *warehouse) HandleReserveStock(ctx context.Context, c *options.ReserveStock) error {
+	err := w.result(c)
+	record(ctx, w.reserves, c)
+	return err
+}
+
+func (w *warehouse) HandleReleaseStock(ctx context.Context, c *options.ReleaseStock) error {
+	err := w.result(c)
+	record(ctx, w.releases, c)
+	return err
+}
+
+func (w *warehouse) HandleAuditLogged(ctx context.Context, e *options.AuditLogged) error {
+	err := w.result(e)
+	record(ctx, w.audits, e)
+	return err
+}
+
+var (
+	_ options.WarehouseEventHandler   = (*warehouse)(nil)
+	_ options.WarehouseCommandHandler = (*warehouse)(nil)
+	_ options.AuditLoggedHandler      = (*warehouse)(nil)
+)
+
+func always(proto.Message) bool { return true }
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(edatest.Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func checkDeadLetter(t *testing.T, msg *message.Message, typ, topic, handler, attempts string) {
+	t.Helper()
+	md := msg.Metadata
+	if got := md.Get(runtime.MetaType); got != typ {
+		t.Errorf("dead letter type = %q, want %q", got, typ)
+	}
+	if got := md.Get(runtime.MetaDeadLetterTopic); got != topic {
+		t.Errorf("dead letter topic = %q, want %q", got, topic)
+	}
+	if got := md.Get(runtime.MetaDeadLetterHandler); got != handler {
+		t.Errorf("dead letter handler = %q, want %q", got, handler)
+	}
+	if got := md.Get(runtime.MetaDeadLetterAttempt); got != attempts {
+		t.Errorf("dead letter attempts = %q, want %s", got, attempts)
+	}
+	if got := md.Get(runtime.MetaDeadLetterReason); !strings.Contains(got, errBroken.Error()) {
+		t.Errorf("dead letter reason = %q, want the handler's error", got)
+	}
+}
+
+// noneOn fails the test if any of chs holds a message.
+func noneOn(t *testing.T, chs map[string]<-chan *message.Message) {
+	t.Helper()
+	for topic, ch := range chs {
+		if n := len(ch); n != 0 {
+			t.Errorf("%d messages on %s", n, topic)
+		}
+	}
+}
+
+func TestStockCountedOwnPolicy(t *testing.T) {
+	w := newWarehouse(always)
+	h := edatest.Start(t, func(r *runtime.Router) error {
+		return options.RegisterWarehouseEventHandler(r, w)
+	})
+	stockDead := h.Subscribe(t, stockDeadLetters)
+	fileDead := h.Subscribe(t, fileDeadLetters)
+	defaultDead := h.Subscribe(t, runtime.DefaultDeadLetterTopic)
+
+	event := &options.StockCounted{WarehouseId: "wh-1", Sku: "sku-1", Count: 12}
+	if err := options.NewWarehouseEventPublisher(h.Publisher).PublishStockCounted(context.Background(), event); err != nil {
+		t.Fatal(err)
+	}
+
+	dead := edatest.Receive(t, stockDead)
+	checkDeadLetter(t, dead, options.StockCountedEventType, options.WarehouseEventsTopic, "golden.Warehouse.events", "4")
+	if got := w.calls.Load(); got != 4 {
+		t.Errorf("HandleStockCounted called %d times, want max_attempts 4", got)
+	}
+	var attempts []received[*options.StockCounted]
+	for range 4 {
+		attempts = append(attempts, edatest.Receive(t, w.counted))
+	}
+	first := attempts[0]
+	if !proto.Equal(first.msg, event) {
+		t.Errorf("handled %v, want %v", first.msg, event)
+	}
+	if env := first.env; env == nil || env.Type != "golden.StockCounted" || env.SchemaVersion != 3 ||
+		env.Subject != "wh-1" || env.PartitionKey != "sku-1" || env.AggregateType != "golden.Warehouse" {
+		t.Errorf("envelope = %+v", first.env)
+	}
+	// initial_backoff 250ms, multiplied by 1.5 per retry.
+	for i, want := range []time.Duration{250 * time.Millisecond, 375 * time.Millisecond, 562 * time.Millisecond} {
+		if wait := attempts[i+1].at.Sub(attempts[i].at); wait < want {
+			t.Errorf("retry %d after %s, want at least %s", i+1, wait, want)
+		}
+	}
+	eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
+	if s := h.Router.Stats(); s.Retried != 3 || s.Handled != 0 {
+		t.Errorf("stats = %+v, want 3 retries", s)
+	}
+	noneOn(t, map[string]<-chan *message.Message{fileDeadLetters: fileDead, runtime.DefaultDeadLetterTopic: defaultDead})
+}
+
+func TestStockReservedWithDeliveryReplacesPolicy(t *testing.T) {
+	w := newWarehouse(always)
+	h := edatest.Start(t, func(r *runtime.Router) error {
+		return options.RegisterWarehouseEventHandler(r, w,
+			runtime.WithDelivery(runtime.DeliveryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond}))
+	})
+	stockDead := h.Subscribe(t, stockDeadLetters)
+	fileDead := h.Subscribe(t, fileDeadLetters)
+	defaultDead := h.Subscribe(t, runtime.DefaultDeadLetterTopic)
+
+	event := &options.StockReserved{WarehouseId: "wh-2", OrderId: "order-9"}
+	if err := options.NewWarehouseEventPublisher(h.Publisher).PublishStockReserved(context.Background(), event); err != nil {
+		t.Fatal(err)
+	}
+
+	// WithDelivery replaces the whole policy, the file's dead-letter topic
+	// included: the router's default applies.
+	dead := edatest.Receive(t, defaultDead)
+	checkDeadLetter(t, dead, options.StockReservedEventType, options.WarehouseEventsTopic, "golden.Warehouse.events", "2")
+	if got := w.calls.Load(); got != 2 {
+		t.Errorf("HandleStockReserved called %d times, want 2", got)
+	}
+	got := edatest.Receive(t, w.reserved)
+	if !proto.Equal(got.msg, event) {
+		t.Errorf("handled %v, want %v", got.msg, event)
+	}
+	if env := got.env; env == nil || env.Type != options.StockReservedEventType || env.SchemaVersion != 1 ||
+		env.Subject != "wh-2" || env.CorrelationID != "order-9" {
+		t.Errorf("envelope = %+v, want correlation from order_id", got.env)
+	}
+	eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
+	if s := h.Router.Stats(); s.Retried != 1 {
+		t.Errorf("stats = %+v, want 1 retry", s)
+	}
+	noneOn(t, map[string]<-chan *message.Message{fileDeadLetters: fileDead, stockDeadLetters: stockDead})
+}
+
+func TestStockCountedAliases(t *testing.T) {
+	w := newWarehouse(nil)
+	h := edatest.Start(t, func(r *runtime.Router) error {
+		return options.RegisterWarehouseEventHandler(r, w)
+	})
+	dead := h.Subscribe(t, runtime.DefaultDeadLetterTopic)
+	// StockCounted as an older producer published it. The runtime's
+	// description of StockCounted is not exported, so rebuild it from the
+	// exported names.
+	stockCounted := &runtime.MessageType{
+		Name:          options.StockCountedEventType,
+		Version:       3,
+		Topic:         options.WarehouseEventsTopic,
+		AggregateType: options.WarehouseAggregateType,
+	}
+	for i, alias := range []string{"golden.StockTaken", "golden.v0.StockTaken"} {
+		event := &options.StockCounted{WarehouseId: "wh-3", Sku: alias, Count: int64(i + 1)}
+		msg, err := h.Publisher.NewMessage(context.Background(), stockCounted, runtime.Outgoing{Subject: "wh-3", Message: event})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Metadata.Set(runtime.MetaType, alias)
+		if err := h.Bus.Publish(options.WarehouseEventsTopic, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := edatest.Receive(t, w.counted)
+		if !proto.Equal(got.msg, event) {
+			t.Errorf("%s handled as %v, want %v", alias, got.msg, event)
+		}
+		if got.env == nil || got.env.Type != alias {
+			t.Errorf("%s: envelope = %+v", alias, got.env)
+		}
+	}
+	eventually(t, "both to be handled", func() bool { return h.Router.Stats().Handled == 2 })
+	if s := h.Router.Stats(); s.Skipped != 0 || s.DeadLettered != 0 {
+		t.Errorf("stats = %+v, want the aliases handled, not skipped", s)
+	}
+	if len(dead) != 0 || len(w.reserved) != 0 {
+		t.Errorf("%d dead letters, %d StockReserved", len(dead), len(w.reserved))
+	}
+}
+
+func TestReserveStockCommand(t *testing.T) {
+	w := newWarehouse(func(m proto.Message) bool {
+		c, ok := m.(*options.ReserveStock)
+		return ok && c.GetOrderId() == "bad"
+	})
+	h := edatest.Start(t, func(r *runtime.Router) error {
+		return options.RegisterWarehouseCommandHandler(r, w)
+	})
+	fileDead := h.Subscribe(t, fileDeadLetters)
+	bus := options.NewWarehouseCommandBus(h.Publisher)
+	ctx := context.Background()
+
+	cmd := &options.ReserveStock{WarehouseId: "wh-4", OrderId: "order-1"}
+	if err := bus.SendReserveStock(ctx, cmd); err != nil {
+		t.Fatal(err)
+	}
+	got := edatest.Receive(t, w.reserves)
+	if !proto.Equal(got.msg, cmd) {
+		t.Errorf("handled %v, want %v", got.msg, cmd)
+	}
+	if env := got.env; env == nil || env.Type != "golden.ReserveStock" || env.SchemaVersion != 2 ||
+		env.Subject != "wh-4" || env.AggregateType != "golden.Warehouse" {
+		t.Errorf("envelope = %+v, want type golden.ReserveStock version 2", got.env)
+	}
+
+	// max_attempts 1: no retry; dead-lettered to the file's topic.
+	if err := bus.SendReserveStock(ctx, &options.ReserveStock{WarehouseId: "wh-4", OrderId: "bad"}); err != nil {
+		t.Fatal(err)
+	}
+	dead := edatest.Receive(t, fileDead)
+	checkDeadLetter(t, dead, options.ReserveStockCommandType, options.WarehouseCommandsTopic, "golden.Warehouse.commands", "1")
+	if got := dead.Metadata.Get(runtime.MetaSchemaVersion); got != "2" {
+		t.Errorf("dead letter schema version = %q, want 2", got)
+	}
+	if got := w.calls.Load(); got != 2 {
+		t.Errorf("HandleReserveStock called %d times, want 2 (one per command)", got)
+	}
+
+	release := &options.ReleaseStock{WarehouseId: "wh-4", OrderId: "order-1"}
+	if err := bus.SendReleaseStock(ctx, release); err != nil {
+		t.Fatal(err)
+	}
+	rel := edatest.Receive(t, w.releases)
+	if !proto.Equal(rel.msg, release) || rel.env == nil || rel.env.Type != options.ReleaseStockCommandType || rel.env.SchemaVersion != 1 {
+		t.Errorf("ReleaseStock handled = %v, envelope %+v", rel.msg, rel.env)
+	}
+}
+
+func TestAuditLoggedNeedsDedupStore(t *testing.T) {
+	bus, err := mem.New(mem.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	r, err := runtime.NewRouter(runtime.RouterConfig{Subscriber: bus, Publisher: bus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = options.RegisterAuditLoggedHandler(r, newWarehouse(nil))
+	if err == nil || !strings.Contains(err.Error(), "dedup") {
+		t.Fatalf("RegisterAuditLoggedHandler: err = %v, want one about the dedup_window", err)
+	}
+}
+
+func TestAuditLoggedWithoutDedup(t *testing.T) {
+	w := newWarehouse(nil)
+	h := edatest.Start(t, func(r *runtime.Router) error {
+		// A policy without a dedup window registers.
+		return options.RegisterAuditLoggedHandler(r, w, runtime.WithDelivery(runtime.DeliveryPolicy{Ordering: runtime.OrderingNone}))
+	})
+	event := &options.AuditLogged{Entry: "stock counted"}
+	if err := options.NewAuditLoggedPublisher(h.Publisher).PublishAuditLogged(context.Background(), event); err != nil {
+		t.Fatal(err)
+	}
+	got := edatest.Receive(t, w.audits)
+	if !proto.Equal(got.msg, event) || got.env == nil || got.env.Type != options.AuditLoggedEventType || got.env.Subject != "" {
+		t.Errorf("AuditLogged handled = %v, envelope %+v", got.msg, got.env)
+	}
+}
