@@ -179,13 +179,15 @@ func WithName(name string) HandlerOption {
 	return func(s *HandlerSpec) { s.Name = name }
 }
 
-// WithDelivery replaces the schema's delivery policy of every route.
+// WithDelivery overrides the schema's delivery policy of every route, field
+// by field: the non-zero fields of p replace the schema's, the others (the
+// consumer group, say) stay as the schema declares them.
 func WithDelivery(p DeliveryPolicy) HandlerOption {
 	return func(s *HandlerSpec) {
 		routes := make([]Route, len(s.Routes))
 		for i, rt := range s.Routes {
 			t := *rt.Type
-			t.Delivery = p
+			t.Delivery = t.Delivery.override(p)
 			routes[i] = Route{Type: &t, handle: rt.handle}
 		}
 		s.Routes = routes

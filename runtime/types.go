@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -93,6 +94,21 @@ func (p DeliveryPolicy) withDefaults(deadLetterTopic string) DeliveryPolicy {
 	if p.DeadLetterTopic == "" {
 		p.DeadLetterTopic = deadLetterTopic
 	}
+	return p
+}
+
+// override returns p with the non-zero fields of o.
+func (p DeliveryPolicy) override(o DeliveryPolicy) DeliveryPolicy {
+	p.MaxAttempts = cmp.Or(o.MaxAttempts, p.MaxAttempts)
+	p.InitialBackoff = cmp.Or(o.InitialBackoff, p.InitialBackoff)
+	p.MaxBackoff = cmp.Or(o.MaxBackoff, p.MaxBackoff)
+	p.BackoffMultiplier = cmp.Or(o.BackoffMultiplier, p.BackoffMultiplier)
+	p.DeadLetterTopic = cmp.Or(o.DeadLetterTopic, p.DeadLetterTopic)
+	p.MaxInFlight = cmp.Or(o.MaxInFlight, p.MaxInFlight)
+	p.MaxPerSecond = cmp.Or(o.MaxPerSecond, p.MaxPerSecond)
+	p.ConsumerGroup = cmp.Or(o.ConsumerGroup, p.ConsumerGroup)
+	p.Ordering = cmp.Or(o.Ordering, p.Ordering)
+	p.DedupWindow = cmp.Or(o.DedupWindow, p.DedupWindow)
 	return p
 }
 

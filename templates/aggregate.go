@@ -75,7 +75,7 @@ func (s side) what() string {
 //	)
 func genAggregateConsts(g *jen.File, a *model.Aggregate) {
 	n := a.Names
-	g.Comment(fmt.Sprintf("Wire names of the %s aggregate.", n.Base))
+	comment(g, fmt.Sprintf("Wire names of the %s aggregate, whose state is %s.", n.Base, a.GoIdent.GoName), a.Doc)
 	g.Const().DefsFunc(func(d *jen.Group) {
 		comment(d, fmt.Sprintf("%s is the stable type of the %s aggregate, written in the envelope of its events and commands.", n.TypeConst, n.Base), deprecatedOnly(a.Doc))
 		d.Id(n.TypeConst).Op("=").Lit(a.TypeName)
@@ -103,14 +103,14 @@ func genSender(g *jen.File, s side) {
 	comment(g, fmt.Sprintf("%s %s %s on %s. It is safe for concurrent use.", s.sender, verb, s.what(), s.topicConst), model.Doc{})
 	g.Type().Id(s.sender).Struct(jen.Id("pub").Op("*").Qual(runtimePkg, "Publisher"))
 
-	comment(g, fmt.Sprintf("%s returns %s %s that %s through pub.", s.newSender, article(s.sender), s.sender, verb), model.Doc{})
+	comment(g, fmt.Sprintf("%s returns a new %s that %s through pub.", s.newSender, s.sender, verb), model.Doc{})
 	g.Func().Id(s.newSender).Params(jen.Id("pub").Op("*").Qual(runtimePkg, "Publisher")).Op("*").Id(s.sender).Block(
 		jen.Return(jen.Op("&").Id(s.sender).Values(field("pub", jen.Id("pub")))),
 	)
 
 	for _, m := range s.msgs {
 		v := handlerParam(m)
-		comment(g, fmt.Sprintf("%s %s %s %s %s.", m.Names.Method, verb, article(m.GoIdent.GoName), m.GoIdent.GoName, m.Kind), m.Doc)
+		comment(g, fmt.Sprintf("%s %s one %s %s.", m.Names.Method, verb, m.GoIdent.GoName, m.Kind), m.Doc)
 		g.Func().Params(jen.Id("p").Op("*").Id(s.sender)).Id(m.Names.Method).Params(
 			jen.Id("ctx").Qual(contextPkg, "Context"),
 			jen.Id(v).Op("*").Qual(m.GoIdent.GoImportPath, m.GoIdent.GoName),
@@ -133,7 +133,7 @@ func genHandlerInterface(g *jen.File, s side) {
 	comment(g, doc, model.Doc{})
 	g.Type().Id(s.handler).InterfaceFunc(func(i *jen.Group) {
 		for _, m := range s.msgs {
-			comment(i, fmt.Sprintf("%s handles %s %s %s. An error is retried per the delivery policy, then dead-lettered.", m.Names.HandlerMethod, article(m.GoIdent.GoName), m.GoIdent.GoName, m.Kind), m.Doc)
+			comment(i, fmt.Sprintf("%s handles one %s %s. An error is retried per the delivery policy, then dead-lettered.", m.Names.HandlerMethod, m.GoIdent.GoName, m.Kind), m.Doc)
 			i.Id(m.Names.HandlerMethod).Params(
 				jen.Id("ctx").Qual(contextPkg, "Context"),
 				jen.Id(handlerParam(m)).Op("*").Qual(m.GoIdent.GoImportPath, m.GoIdent.GoName),

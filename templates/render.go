@@ -7,7 +7,6 @@ package templates
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dave/jennifer/jen"
@@ -215,12 +214,4 @@ func handlerParam(m *model.Message) string {
 		return "command"
 	}
 	return "event"
-}
-
-// article returns "a" or "an" for the word that follows.
-func article(word string) string {
-	if word != "" && strings.ContainsRune("AEIOUaeiou", rune(word[0])) {
-		return "an"
-	}
-	return "a"
 }

@@ -25,7 +25,9 @@ const (
 	MoneyDepositedEventType = "golden.aggregate.MoneyDeposited"
 )
 
-// Wire names of the Account aggregate.
+// Wire names of the Account aggregate, whose state is Account.
+//
+// Account is the state of a bank account.
 const (
 	// AccountAggregateType is the stable type of the Account aggregate, written in
 	// the envelope of its events and commands.
@@ -72,13 +74,13 @@ type AccountEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewAccountEventPublisher returns an AccountEventPublisher that publishes
+// NewAccountEventPublisher returns a new AccountEventPublisher that publishes
 // through pub.
 func NewAccountEventPublisher(pub *runtime.Publisher) *AccountEventPublisher {
 	return &AccountEventPublisher{pub: pub}
 }
 
-// PublishAccountOpened publishes an AccountOpened event.
+// PublishAccountOpened publishes one AccountOpened event.
 //
 // AccountOpened records that an account was opened.
 func (p *AccountEventPublisher) PublishAccountOpened(ctx context.Context, event *AccountOpened) error {
@@ -88,7 +90,7 @@ func (p *AccountEventPublisher) PublishAccountOpened(ctx context.Context, event 
 	})
 }
 
-// PublishMoneyDeposited publishes a MoneyDeposited event.
+// PublishMoneyDeposited publishes one MoneyDeposited event.
 //
 // MoneyDeposited records a deposit.
 func (p *AccountEventPublisher) PublishMoneyDeposited(ctx context.Context, event *MoneyDeposited) error {
@@ -102,13 +104,13 @@ func (p *AccountEventPublisher) PublishMoneyDeposited(ctx context.Context, event
 // UnimplementedAccountEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type AccountEventHandler interface {
-	// HandleAccountOpened handles an AccountOpened event. An error is retried per
+	// HandleAccountOpened handles one AccountOpened event. An error is retried per
 	// the delivery policy, then dead-lettered.
 	//
 	// AccountOpened records that an account was opened.
 	HandleAccountOpened(ctx context.Context, event *AccountOpened) error
-	// HandleMoneyDeposited handles a MoneyDeposited event. An error is retried per
-	// the delivery policy, then dead-lettered.
+	// HandleMoneyDeposited handles one MoneyDeposited event. An error is retried
+	// per the delivery policy, then dead-lettered.
 	//
 	// MoneyDeposited records a deposit.
 	HandleMoneyDeposited(ctx context.Context, event *MoneyDeposited) error
@@ -149,12 +151,12 @@ type AccountCommandBus struct {
 	pub *runtime.Publisher
 }
 
-// NewAccountCommandBus returns an AccountCommandBus that sends through pub.
+// NewAccountCommandBus returns a new AccountCommandBus that sends through pub.
 func NewAccountCommandBus(pub *runtime.Publisher) *AccountCommandBus {
 	return &AccountCommandBus{pub: pub}
 }
 
-// SendOpenAccount sends an OpenAccount command.
+// SendOpenAccount sends one OpenAccount command.
 //
 // OpenAccount opens a new account.
 func (p *AccountCommandBus) SendOpenAccount(ctx context.Context, command *OpenAccount) error {
@@ -164,7 +166,7 @@ func (p *AccountCommandBus) SendOpenAccount(ctx context.Context, command *OpenAc
 	})
 }
 
-// SendDeposit sends a Deposit command.
+// SendDeposit sends one Deposit command.
 //
 // Deposit adds money to an account.
 func (p *AccountCommandBus) SendDeposit(ctx context.Context, command *Deposit) error {
@@ -178,13 +180,13 @@ func (p *AccountCommandBus) SendDeposit(ctx context.Context, command *Deposit) e
 // UnimplementedAccountCommandHandler to handle only some of them and to keep
 // compiling when the schema adds commands.
 type AccountCommandHandler interface {
-	// HandleOpenAccount handles an OpenAccount command. An error is retried per the
-	// delivery policy, then dead-lettered.
+	// HandleOpenAccount handles one OpenAccount command. An error is retried per
+	// the delivery policy, then dead-lettered.
 	//
 	// OpenAccount opens a new account.
 	HandleOpenAccount(ctx context.Context, command *OpenAccount) error
-	// HandleDeposit handles a Deposit command. An error is retried per the delivery
-	// policy, then dead-lettered.
+	// HandleDeposit handles one Deposit command. An error is retried per the
+	// delivery policy, then dead-lettered.
 	//
 	// Deposit adds money to an account.
 	HandleDeposit(ctx context.Context, command *Deposit) error

@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"os"
 	"strings"
 	"testing"
 
@@ -205,7 +206,18 @@ func TestGeneratedDocsCarryProtoComments(t *testing.T) {
 
 	// ShipmentDelivered has no leading comment: its doc is only the
 	// generated sentence, and the comment inside the message is not used.
-	if got, want := d["ShipmentEventPublisher.PublishShipmentDelivered"], "PublishShipmentDelivered publishes a ShipmentDelivered event.\n"; got != want {
+	if got, want := d["ShipmentEventPublisher.PublishShipmentDelivered"], "PublishShipmentDelivered publishes one ShipmentDelivered event.\n"; got != want {
 		t.Errorf("doc of PublishShipmentDelivered = %q, want %q", got, want)
+	}
+}
+
+func TestAggregateDocCarriesProtoComment(t *testing.T) {
+	src, err := os.ReadFile("comments_eda.pb.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "// Wire names of the Shipment aggregate, whose state is Shipment.\n//\n// Shipment is the state of a parcel on its way.\n//\n// Its comment has two paragraphs, and a code block:\n//\n//\tshipment.Dispatch()\n"
+	if !strings.Contains(string(src), want) {
+		t.Errorf("comments_eda.pb.go lacks the aggregate's doc:\n%s", want)
 	}
 }

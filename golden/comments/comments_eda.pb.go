@@ -53,12 +53,12 @@ type LegacyPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewLegacyPublisher returns a LegacyPublisher that publishes through pub.
+// NewLegacyPublisher returns a new LegacyPublisher that publishes through pub.
 func NewLegacyPublisher(pub *runtime.Publisher) *LegacyPublisher {
 	return &LegacyPublisher{pub: pub}
 }
 
-// PublishLegacy publishes a Legacy event.
+// PublishLegacy publishes one Legacy event.
 //
 // Legacy is a deprecated standalone event.
 //
@@ -71,7 +71,7 @@ func (p *LegacyPublisher) PublishLegacy(ctx context.Context, event *Legacy) erro
 
 // LegacyHandler handles Legacy events.
 type LegacyHandler interface {
-	// HandleLegacy handles a Legacy event. An error is retried per the delivery
+	// HandleLegacy handles one Legacy event. An error is retried per the delivery
 	// policy, then dead-lettered.
 	//
 	// Legacy is a deprecated standalone event.
@@ -94,7 +94,13 @@ func RegisterLegacyHandler(r *runtime.Router, h LegacyHandler, opts ...runtime.H
 	}, opts...)
 }
 
-// Wire names of the Shipment aggregate.
+// Wire names of the Shipment aggregate, whose state is Shipment.
+//
+// Shipment is the state of a parcel on its way.
+//
+// Its comment has two paragraphs, and a code block:
+//
+//	shipment.Dispatch()
 const (
 	// ShipmentAggregateType is the stable type of the Shipment aggregate, written
 	// in the envelope of its events and commands.
@@ -140,13 +146,13 @@ type ShipmentEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewShipmentEventPublisher returns a ShipmentEventPublisher that publishes
+// NewShipmentEventPublisher returns a new ShipmentEventPublisher that publishes
 // through pub.
 func NewShipmentEventPublisher(pub *runtime.Publisher) *ShipmentEventPublisher {
 	return &ShipmentEventPublisher{pub: pub}
 }
 
-// PublishShipmentDispatched publishes a ShipmentDispatched event.
+// PublishShipmentDispatched publishes one ShipmentDispatched event.
 //
 // ShipmentDispatched records that the parcel left.
 // The comment spans two lines.
@@ -157,7 +163,7 @@ func (p *ShipmentEventPublisher) PublishShipmentDispatched(ctx context.Context, 
 	})
 }
 
-// PublishShipmentLost publishes a ShipmentLost event.
+// PublishShipmentLost publishes one ShipmentLost event.
 //
 // ShipmentLost is no longer published; kept so old streams still decode.
 //
@@ -169,7 +175,7 @@ func (p *ShipmentEventPublisher) PublishShipmentLost(ctx context.Context, event 
 	})
 }
 
-// PublishShipmentDelivered publishes a ShipmentDelivered event.
+// PublishShipmentDelivered publishes one ShipmentDelivered event.
 func (p *ShipmentEventPublisher) PublishShipmentDelivered(ctx context.Context, event *ShipmentDelivered) error {
 	return p.pub.Publish(ctx, _ShipmentDelivered_MessageType, runtime.Outgoing{
 		Subject: event.GetShipmentId(),
@@ -181,20 +187,20 @@ func (p *ShipmentEventPublisher) PublishShipmentDelivered(ctx context.Context, e
 // UnimplementedShipmentEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type ShipmentEventHandler interface {
-	// HandleShipmentDispatched handles a ShipmentDispatched event. An error is
+	// HandleShipmentDispatched handles one ShipmentDispatched event. An error is
 	// retried per the delivery policy, then dead-lettered.
 	//
 	// ShipmentDispatched records that the parcel left.
 	// The comment spans two lines.
 	HandleShipmentDispatched(ctx context.Context, event *ShipmentDispatched) error
-	// HandleShipmentLost handles a ShipmentLost event. An error is retried per the
-	// delivery policy, then dead-lettered.
+	// HandleShipmentLost handles one ShipmentLost event. An error is retried per
+	// the delivery policy, then dead-lettered.
 	//
 	// ShipmentLost is no longer published; kept so old streams still decode.
 	//
 	// Deprecated: do not use.
 	HandleShipmentLost(ctx context.Context, event *ShipmentLost) error
-	// HandleShipmentDelivered handles a ShipmentDelivered event. An error is
+	// HandleShipmentDelivered handles one ShipmentDelivered event. An error is
 	// retried per the delivery policy, then dead-lettered.
 	HandleShipmentDelivered(ctx context.Context, event *ShipmentDelivered) error
 }
@@ -240,12 +246,13 @@ type ShipmentCommandBus struct {
 	pub *runtime.Publisher
 }
 
-// NewShipmentCommandBus returns a ShipmentCommandBus that sends through pub.
+// NewShipmentCommandBus returns a new ShipmentCommandBus that sends through
+// pub.
 func NewShipmentCommandBus(pub *runtime.Publisher) *ShipmentCommandBus {
 	return &ShipmentCommandBus{pub: pub}
 }
 
-// SendRerouteShipment sends a RerouteShipment command.
+// SendRerouteShipment sends one RerouteShipment command.
 //
 // RerouteShipment is deprecated in favour of a new flow.
 //
@@ -261,8 +268,8 @@ func (p *ShipmentCommandBus) SendRerouteShipment(ctx context.Context, command *R
 // UnimplementedShipmentCommandHandler to handle only some of them and to keep
 // compiling when the schema adds commands.
 type ShipmentCommandHandler interface {
-	// HandleRerouteShipment handles a RerouteShipment command. An error is retried
-	// per the delivery policy, then dead-lettered.
+	// HandleRerouteShipment handles one RerouteShipment command. An error is
+	// retried per the delivery policy, then dead-lettered.
 	//
 	// RerouteShipment is deprecated in favour of a new flow.
 	//

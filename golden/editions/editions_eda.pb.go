@@ -19,7 +19,9 @@ const (
 	LightSwitchedEventType = "golden.editions.LightSwitched"
 )
 
-// Wire names of the Light aggregate.
+// Wire names of the Light aggregate, whose state is Light.
+//
+// Light is a smart light.
 const (
 	// LightAggregateType is the stable type of the Light aggregate, written in the
 	// envelope of its events and commands.
@@ -44,13 +46,13 @@ type LightEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewLightEventPublisher returns a LightEventPublisher that publishes through
-// pub.
+// NewLightEventPublisher returns a new LightEventPublisher that publishes
+// through pub.
 func NewLightEventPublisher(pub *runtime.Publisher) *LightEventPublisher {
 	return &LightEventPublisher{pub: pub}
 }
 
-// PublishLightSwitched publishes a LightSwitched event.
+// PublishLightSwitched publishes one LightSwitched event.
 //
 // LightSwitched records a switch.
 func (p *LightEventPublisher) PublishLightSwitched(ctx context.Context, event *LightSwitched) error {
@@ -64,7 +66,7 @@ func (p *LightEventPublisher) PublishLightSwitched(ctx context.Context, event *L
 // UnimplementedLightEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type LightEventHandler interface {
-	// HandleLightSwitched handles a LightSwitched event. An error is retried per
+	// HandleLightSwitched handles one LightSwitched event. An error is retried per
 	// the delivery policy, then dead-lettered.
 	//
 	// LightSwitched records a switch.

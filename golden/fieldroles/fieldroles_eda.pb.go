@@ -44,13 +44,13 @@ type SensorReadPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewSensorReadPublisher returns a SensorReadPublisher that publishes through
-// pub.
+// NewSensorReadPublisher returns a new SensorReadPublisher that publishes
+// through pub.
 func NewSensorReadPublisher(pub *runtime.Publisher) *SensorReadPublisher {
 	return &SensorReadPublisher{pub: pub}
 }
 
-// PublishSensorRead publishes a SensorRead event.
+// PublishSensorRead publishes one SensorRead event.
 //
 // SensorRead has a signed 32-bit id.
 func (p *SensorReadPublisher) PublishSensorRead(ctx context.Context, event *SensorRead) error {
@@ -63,7 +63,7 @@ func (p *SensorReadPublisher) PublishSensorRead(ctx context.Context, event *Sens
 
 // SensorReadHandler handles SensorRead events.
 type SensorReadHandler interface {
-	// HandleSensorRead handles a SensorRead event. An error is retried per the
+	// HandleSensorRead handles one SensorRead event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// SensorRead has a signed 32-bit id.
@@ -102,13 +102,13 @@ type MeterReadPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewMeterReadPublisher returns a MeterReadPublisher that publishes through
+// NewMeterReadPublisher returns a new MeterReadPublisher that publishes through
 // pub.
 func NewMeterReadPublisher(pub *runtime.Publisher) *MeterReadPublisher {
 	return &MeterReadPublisher{pub: pub}
 }
 
-// PublishMeterRead publishes a MeterRead event.
+// PublishMeterRead publishes one MeterRead event.
 //
 // MeterRead has a signed 64-bit id and an unsigned 32-bit key.
 func (p *MeterReadPublisher) PublishMeterRead(ctx context.Context, event *MeterRead) error {
@@ -121,7 +121,7 @@ func (p *MeterReadPublisher) PublishMeterRead(ctx context.Context, event *MeterR
 
 // MeterReadHandler handles MeterRead events.
 type MeterReadHandler interface {
-	// HandleMeterRead handles a MeterRead event. An error is retried per the
+	// HandleMeterRead handles one MeterRead event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// MeterRead has a signed 64-bit id and an unsigned 32-bit key.
@@ -142,7 +142,9 @@ func RegisterMeterReadHandler(r *runtime.Router, h MeterReadHandler, opts ...run
 	}, opts...)
 }
 
-// Wire names of the Ticket aggregate.
+// Wire names of the Ticket aggregate, whose state is Ticket.
+//
+// Ticket is identified by a uint64.
 const (
 	// TicketAggregateType is the stable type of the Ticket aggregate, written in
 	// the envelope of its events and commands.
@@ -173,13 +175,13 @@ type TicketEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewTicketEventPublisher returns a TicketEventPublisher that publishes through
-// pub.
+// NewTicketEventPublisher returns a new TicketEventPublisher that publishes
+// through pub.
 func NewTicketEventPublisher(pub *runtime.Publisher) *TicketEventPublisher {
 	return &TicketEventPublisher{pub: pub}
 }
 
-// PublishTicketOpened publishes a TicketOpened event.
+// PublishTicketOpened publishes one TicketOpened event.
 //
 // TicketOpened takes its aggregate id from the field named like Ticket's.
 func (p *TicketEventPublisher) PublishTicketOpened(ctx context.Context, event *TicketOpened) error {
@@ -191,7 +193,7 @@ func (p *TicketEventPublisher) PublishTicketOpened(ctx context.Context, event *T
 	})
 }
 
-// PublishTicketEscalated publishes a TicketEscalated event.
+// PublishTicketEscalated publishes one TicketEscalated event.
 //
 // TicketEscalated marks another field as the id explicitly.
 func (p *TicketEventPublisher) PublishTicketEscalated(ctx context.Context, event *TicketEscalated) error {
@@ -205,12 +207,12 @@ func (p *TicketEventPublisher) PublishTicketEscalated(ctx context.Context, event
 // UnimplementedTicketEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type TicketEventHandler interface {
-	// HandleTicketOpened handles a TicketOpened event. An error is retried per the
-	// delivery policy, then dead-lettered.
+	// HandleTicketOpened handles one TicketOpened event. An error is retried per
+	// the delivery policy, then dead-lettered.
 	//
 	// TicketOpened takes its aggregate id from the field named like Ticket's.
 	HandleTicketOpened(ctx context.Context, event *TicketOpened) error
-	// HandleTicketEscalated handles a TicketEscalated event. An error is retried
+	// HandleTicketEscalated handles one TicketEscalated event. An error is retried
 	// per the delivery policy, then dead-lettered.
 	//
 	// TicketEscalated marks another field as the id explicitly.

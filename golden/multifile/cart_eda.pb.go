@@ -12,7 +12,9 @@ import (
 // with the runtime package it is built against.
 const _ = runtime.SupportPackageIsVersion1
 
-// Wire names of the Cart aggregate.
+// Wire names of the Cart aggregate, whose state is Cart.
+//
+// Cart is a shopping cart.
 const (
 	// CartAggregateType is the stable type of the Cart aggregate, written in the
 	// envelope of its events and commands.
@@ -52,13 +54,13 @@ type CartEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewCartEventPublisher returns a CartEventPublisher that publishes through
+// NewCartEventPublisher returns a new CartEventPublisher that publishes through
 // pub.
 func NewCartEventPublisher(pub *runtime.Publisher) *CartEventPublisher {
 	return &CartEventPublisher{pub: pub}
 }
 
-// PublishItemAdded publishes an ItemAdded event.
+// PublishItemAdded publishes one ItemAdded event.
 //
 // ItemAdded records an item put in a cart.
 func (p *CartEventPublisher) PublishItemAdded(ctx context.Context, event *ItemAdded) error {
@@ -68,7 +70,7 @@ func (p *CartEventPublisher) PublishItemAdded(ctx context.Context, event *ItemAd
 	})
 }
 
-// PublishItemRemoved publishes an ItemRemoved event.
+// PublishItemRemoved publishes one ItemRemoved event.
 //
 // ItemRemoved records an item taken out of a cart.
 func (p *CartEventPublisher) PublishItemRemoved(ctx context.Context, event *ItemRemoved) error {
@@ -82,12 +84,12 @@ func (p *CartEventPublisher) PublishItemRemoved(ctx context.Context, event *Item
 // UnimplementedCartEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type CartEventHandler interface {
-	// HandleItemAdded handles an ItemAdded event. An error is retried per the
+	// HandleItemAdded handles one ItemAdded event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// ItemAdded records an item put in a cart.
 	HandleItemAdded(ctx context.Context, event *ItemAdded) error
-	// HandleItemRemoved handles an ItemRemoved event. An error is retried per the
+	// HandleItemRemoved handles one ItemRemoved event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// ItemRemoved records an item taken out of a cart.
@@ -129,12 +131,12 @@ type CartCommandBus struct {
 	pub *runtime.Publisher
 }
 
-// NewCartCommandBus returns a CartCommandBus that sends through pub.
+// NewCartCommandBus returns a new CartCommandBus that sends through pub.
 func NewCartCommandBus(pub *runtime.Publisher) *CartCommandBus {
 	return &CartCommandBus{pub: pub}
 }
 
-// SendAddItem sends an AddItem command.
+// SendAddItem sends one AddItem command.
 //
 // AddItem puts an item in a cart.
 func (p *CartCommandBus) SendAddItem(ctx context.Context, command *AddItem) error {
@@ -148,7 +150,7 @@ func (p *CartCommandBus) SendAddItem(ctx context.Context, command *AddItem) erro
 // UnimplementedCartCommandHandler to handle only some of them and to keep
 // compiling when the schema adds commands.
 type CartCommandHandler interface {
-	// HandleAddItem handles an AddItem command. An error is retried per the
+	// HandleAddItem handles one AddItem command. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// AddItem puts an item in a cart.

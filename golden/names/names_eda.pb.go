@@ -25,7 +25,9 @@ const (
 	TimeEventType = "golden.names.Time"
 )
 
-// Wire names of the Context aggregate.
+// Wire names of the Context aggregate, whose state is Context.
+//
+// Context is an aggregate named like the context package.
 const (
 	// ContextAggregateType is the stable type of the Context aggregate, written in
 	// the envelope of its events and commands.
@@ -56,13 +58,13 @@ type ContextEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewContextEventPublisher returns a ContextEventPublisher that publishes
+// NewContextEventPublisher returns a new ContextEventPublisher that publishes
 // through pub.
 func NewContextEventPublisher(pub *runtime.Publisher) *ContextEventPublisher {
 	return &ContextEventPublisher{pub: pub}
 }
 
-// PublishStrconv publishes a Strconv event.
+// PublishStrconv publishes one Strconv event.
 //
 // Strconv is an event named like the strconv package.
 func (p *ContextEventPublisher) PublishStrconv(ctx context.Context, event *Strconv) error {
@@ -72,7 +74,7 @@ func (p *ContextEventPublisher) PublishStrconv(ctx context.Context, event *Strco
 	})
 }
 
-// PublishOuter_Inner publishes an Outer_Inner event.
+// PublishOuter_Inner publishes one Outer_Inner event.
 //
 // Inner is a nested event.
 func (p *ContextEventPublisher) PublishOuter_Inner(ctx context.Context, event *Outer_Inner) error {
@@ -86,12 +88,12 @@ func (p *ContextEventPublisher) PublishOuter_Inner(ctx context.Context, event *O
 // UnimplementedContextEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type ContextEventHandler interface {
-	// HandleStrconv handles a Strconv event. An error is retried per the delivery
+	// HandleStrconv handles one Strconv event. An error is retried per the delivery
 	// policy, then dead-lettered.
 	//
 	// Strconv is an event named like the strconv package.
 	HandleStrconv(ctx context.Context, event *Strconv) error
-	// HandleOuter_Inner handles an Outer_Inner event. An error is retried per the
+	// HandleOuter_Inner handles one Outer_Inner event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// Inner is a nested event.
@@ -127,7 +129,9 @@ func RegisterContextEventHandler(r *runtime.Router, h ContextEventHandler, opts 
 	}, opts...)
 }
 
-// Wire names of the Publisher aggregate.
+// Wire names of the Publisher aggregate, whose state is PublisherState.
+//
+// PublisherState strips to the base name Publisher.
 const (
 	// PublisherAggregateType is the stable type of the Publisher aggregate, written
 	// in the envelope of its events and commands.
@@ -155,13 +159,13 @@ type PublisherEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewPublisherEventPublisher returns a PublisherEventPublisher that publishes
-// through pub.
+// NewPublisherEventPublisher returns a new PublisherEventPublisher that
+// publishes through pub.
 func NewPublisherEventPublisher(pub *runtime.Publisher) *PublisherEventPublisher {
 	return &PublisherEventPublisher{pub: pub}
 }
 
-// PublishTime publishes a Time event.
+// PublishTime publishes one Time event.
 //
 // Time is an event named like the time package.
 func (p *PublisherEventPublisher) PublishTime(ctx context.Context, event *Time) error {
@@ -175,8 +179,8 @@ func (p *PublisherEventPublisher) PublishTime(ctx context.Context, event *Time) 
 // UnimplementedPublisherEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type PublisherEventHandler interface {
-	// HandleTime handles a Time event. An error is retried per the delivery policy,
-	// then dead-lettered.
+	// HandleTime handles one Time event. An error is retried per the delivery
+	// policy, then dead-lettered.
 	//
 	// Time is an event named like the time package.
 	HandleTime(ctx context.Context, event *Time) error

@@ -19,7 +19,9 @@ const (
 	DeviceRegisteredEventType = "golden.optional.DeviceRegistered"
 )
 
-// Wire names of the Device aggregate.
+// Wire names of the Device aggregate, whose state is Device.
+//
+// Device is an IoT device.
 const (
 	// DeviceAggregateType is the stable type of the Device aggregate, written in
 	// the envelope of its events and commands.
@@ -44,13 +46,13 @@ type DeviceEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewDeviceEventPublisher returns a DeviceEventPublisher that publishes through
-// pub.
+// NewDeviceEventPublisher returns a new DeviceEventPublisher that publishes
+// through pub.
 func NewDeviceEventPublisher(pub *runtime.Publisher) *DeviceEventPublisher {
 	return &DeviceEventPublisher{pub: pub}
 }
 
-// PublishDeviceRegistered publishes a DeviceRegistered event.
+// PublishDeviceRegistered publishes one DeviceRegistered event.
 //
 // DeviceRegistered may lack its correlation id.
 func (p *DeviceEventPublisher) PublishDeviceRegistered(ctx context.Context, event *DeviceRegistered) error {
@@ -65,8 +67,8 @@ func (p *DeviceEventPublisher) PublishDeviceRegistered(ctx context.Context, even
 // UnimplementedDeviceEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type DeviceEventHandler interface {
-	// HandleDeviceRegistered handles a DeviceRegistered event. An error is retried
-	// per the delivery policy, then dead-lettered.
+	// HandleDeviceRegistered handles one DeviceRegistered event. An error is
+	// retried per the delivery policy, then dead-lettered.
 	//
 	// DeviceRegistered may lack its correlation id.
 	HandleDeviceRegistered(ctx context.Context, event *DeviceRegistered) error

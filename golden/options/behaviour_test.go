@@ -14,7 +14,6 @@ import (
 	"github.com/protoc-gen-eda/eda/golden/options"
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
-	"github.com/protoc-gen-eda/eda/runtime/mem"
 )
 
 // Dead-letter topics of the schema.
@@ -195,7 +194,7 @@ func TestStockCountedOwnPolicy(t *testing.T) {
 	noneOn(t, map[string]<-chan *message.Message{fileDeadLetters: fileDead, runtime.DefaultDeadLetterTopic: defaultDead})
 }
 
-func TestStockReservedWithDeliveryReplacesPolicy(t *testing.T) {
+func TestStockReservedWithDeliveryOverridesPolicy(t *testing.T) {
 	w := newWarehouse(always)
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		return options.RegisterWarehouseEventHandler(r, w,
@@ -210,9 +209,9 @@ func TestStockReservedWithDeliveryReplacesPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// WithDelivery replaces the whole policy, the file's dead-letter topic
-	// included: the router's default applies.
-	dead := edatest.Receive(t, defaultDead)
+	// WithDelivery overrides only the fields it sets: the file's dead-letter
+	// topic still applies.
+	dead := edatest.Receive(t, fileDead)
 	checkDeadLetter(t, dead, options.StockReservedEventType, options.WarehouseEventsTopic, "golden.Warehouse.events", "2")
 	if got := w.calls.Load(); got != 2 {
 		t.Errorf("HandleStockReserved called %d times, want 2", got)
@@ -229,7 +228,7 @@ func TestStockReservedWithDeliveryReplacesPolicy(t *testing.T) {
 	if s := h.Router.Stats(); s.Retried != 1 {
 		t.Errorf("stats = %+v, want 1 retry", s)
 	}
-	noneOn(t, map[string]<-chan *message.Message{fileDeadLetters: fileDead, stockDeadLetters: stockDead})
+	noneOn(t, map[string]<-chan *message.Message{runtime.DefaultDeadLetterTopic: defaultDead, stockDeadLetters: stockDead})
 }
 
 func TestStockCountedAliases(t *testing.T) {
@@ -322,27 +321,10 @@ func TestReserveStockCommand(t *testing.T) {
 	}
 }
 
-func TestAuditLoggedNeedsDedupStore(t *testing.T) {
-	bus, err := mem.New(mem.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bus.Close() })
-	r, err := runtime.NewRouter(runtime.RouterConfig{Subscriber: bus, Publisher: bus})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = options.RegisterAuditLoggedHandler(r, newWarehouse(nil))
-	if err == nil || !strings.Contains(err.Error(), "dedup") {
-		t.Fatalf("RegisterAuditLoggedHandler: err = %v, want one about the dedup_window", err)
-	}
-}
-
-func TestAuditLoggedWithoutDedup(t *testing.T) {
+func TestAuditLogged(t *testing.T) {
 	w := newWarehouse(nil)
 	h := edatest.Start(t, func(r *runtime.Router) error {
-		// A policy without a dedup window registers.
-		return options.RegisterAuditLoggedHandler(r, w, runtime.WithDelivery(runtime.DeliveryPolicy{Ordering: runtime.OrderingNone}))
+		return options.RegisterAuditLoggedHandler(r, w)
 	})
 	event := &options.AuditLogged{Entry: "stock counted"}
 	if err := options.NewAuditLoggedPublisher(h.Publisher).PublishAuditLogged(context.Background(), event); err != nil {

@@ -459,11 +459,11 @@ const file_options_options_proto_rawDesc = "" +
 	"\x13golden.ReserveStock\x12\x10golden.HoldStock\x18\x02*\tWarehouse2\x04\b\x01H\x038\x06@\x01\"c\n" +
 	"\fReleaseStock\x12!\n" +
 	"\fwarehouse_id\x18\x01 \x01(\tR\vwarehouseId\x12\x19\n" +
-	"\border_id\x18\x02 \x01(\tR\aorderId:\x15\xc2\xf3\x18\x11\x12\x0f*\tWarehouse2\x02H\x03\"3\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId:\x15\xc2\xf3\x18\x11\x12\x0f*\tWarehouse2\x02H\x03\"/\n" +
 	"\vAuditLogged\x12\x14\n" +
-	"\x05entry\x18\x01 \x01(\tR\x05entry:\x0e\xc2\xf3\x18\n" +
-	"\n" +
-	"\b2\x06H\x01R\x021h\"|\n" +
+	"\x05entry\x18\x01 \x01(\tR\x05entry:\n" +
+	"\xc2\xf3\x18\x06\n" +
+	"\x042\x02H\x01\"|\n" +
 	"\n" +
 	"StockLevel\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x14\n" +

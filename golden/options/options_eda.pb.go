@@ -46,7 +46,6 @@ var (
 			MaxPerSecond:    500,
 			ConsumerGroup:   "golden.stock",
 			Ordering:        runtime.OrderingNone,
-			DedupWindow:     1 * time.Hour,
 		},
 	}
 )
@@ -57,13 +56,13 @@ type AuditLoggedPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewAuditLoggedPublisher returns an AuditLoggedPublisher that publishes
+// NewAuditLoggedPublisher returns a new AuditLoggedPublisher that publishes
 // through pub.
 func NewAuditLoggedPublisher(pub *runtime.Publisher) *AuditLoggedPublisher {
 	return &AuditLoggedPublisher{pub: pub}
 }
 
-// PublishAuditLogged publishes an AuditLogged event.
+// PublishAuditLogged publishes one AuditLogged event.
 //
 // AuditLogged is a standalone event with an ordering of none.
 func (p *AuditLoggedPublisher) PublishAuditLogged(ctx context.Context, event *AuditLogged) error {
@@ -74,7 +73,7 @@ func (p *AuditLoggedPublisher) PublishAuditLogged(ctx context.Context, event *Au
 
 // AuditLoggedHandler handles AuditLogged events.
 type AuditLoggedHandler interface {
-	// HandleAuditLogged handles an AuditLogged event. An error is retried per the
+	// HandleAuditLogged handles one AuditLogged event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// AuditLogged is a standalone event with an ordering of none.
@@ -95,7 +94,9 @@ func RegisterAuditLoggedHandler(r *runtime.Router, h AuditLoggedHandler, opts ..
 	}, opts...)
 }
 
-// Wire names of the Warehouse aggregate.
+// Wire names of the Warehouse aggregate, whose state is Warehouse.
+//
+// Warehouse sets its wire names explicitly.
 const (
 	// WarehouseAggregateType is the stable type of the Warehouse aggregate, written
 	// in the envelope of its events and commands.
@@ -179,13 +180,13 @@ type WarehouseEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewWarehouseEventPublisher returns a WarehouseEventPublisher that publishes
-// through pub.
+// NewWarehouseEventPublisher returns a new WarehouseEventPublisher that
+// publishes through pub.
 func NewWarehouseEventPublisher(pub *runtime.Publisher) *WarehouseEventPublisher {
 	return &WarehouseEventPublisher{pub: pub}
 }
 
-// PublishStockCounted publishes a StockCounted event.
+// PublishStockCounted publishes one StockCounted event.
 //
 // StockCounted sets every event option and overrides part of the file's
 // delivery policy.
@@ -197,7 +198,7 @@ func (p *WarehouseEventPublisher) PublishStockCounted(ctx context.Context, event
 	})
 }
 
-// PublishStockReserved publishes a StockReserved event.
+// PublishStockReserved publishes one StockReserved event.
 //
 // StockReserved inherits the file's delivery policy.
 func (p *WarehouseEventPublisher) PublishStockReserved(ctx context.Context, event *StockReserved) error {
@@ -212,13 +213,13 @@ func (p *WarehouseEventPublisher) PublishStockReserved(ctx context.Context, even
 // UnimplementedWarehouseEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type WarehouseEventHandler interface {
-	// HandleStockCounted handles a StockCounted event. An error is retried per the
-	// delivery policy, then dead-lettered.
+	// HandleStockCounted handles one StockCounted event. An error is retried per
+	// the delivery policy, then dead-lettered.
 	//
 	// StockCounted sets every event option and overrides part of the file's
 	// delivery policy.
 	HandleStockCounted(ctx context.Context, event *StockCounted) error
-	// HandleStockReserved handles a StockReserved event. An error is retried per
+	// HandleStockReserved handles one StockReserved event. An error is retried per
 	// the delivery policy, then dead-lettered.
 	//
 	// StockReserved inherits the file's delivery policy.
@@ -260,12 +261,13 @@ type WarehouseCommandBus struct {
 	pub *runtime.Publisher
 }
 
-// NewWarehouseCommandBus returns a WarehouseCommandBus that sends through pub.
+// NewWarehouseCommandBus returns a new WarehouseCommandBus that sends through
+// pub.
 func NewWarehouseCommandBus(pub *runtime.Publisher) *WarehouseCommandBus {
 	return &WarehouseCommandBus{pub: pub}
 }
 
-// SendReserveStock sends a ReserveStock command.
+// SendReserveStock sends one ReserveStock command.
 //
 // ReserveStock sets every command option.
 func (p *WarehouseCommandBus) SendReserveStock(ctx context.Context, command *ReserveStock) error {
@@ -275,7 +277,7 @@ func (p *WarehouseCommandBus) SendReserveStock(ctx context.Context, command *Res
 	})
 }
 
-// SendReleaseStock sends a ReleaseStock command.
+// SendReleaseStock sends one ReleaseStock command.
 //
 // ReleaseStock is a second command.
 func (p *WarehouseCommandBus) SendReleaseStock(ctx context.Context, command *ReleaseStock) error {
@@ -289,12 +291,12 @@ func (p *WarehouseCommandBus) SendReleaseStock(ctx context.Context, command *Rel
 // Embed UnimplementedWarehouseCommandHandler to handle only some of them and to
 // keep compiling when the schema adds commands.
 type WarehouseCommandHandler interface {
-	// HandleReserveStock handles a ReserveStock command. An error is retried per
+	// HandleReserveStock handles one ReserveStock command. An error is retried per
 	// the delivery policy, then dead-lettered.
 	//
 	// ReserveStock sets every command option.
 	HandleReserveStock(ctx context.Context, command *ReserveStock) error
-	// HandleReleaseStock handles a ReleaseStock command. An error is retried per
+	// HandleReleaseStock handles one ReleaseStock command. An error is retried per
 	// the delivery policy, then dead-lettered.
 	//
 	// ReleaseStock is a second command.

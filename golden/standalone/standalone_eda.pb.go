@@ -43,13 +43,13 @@ type PaymentReceivedPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewPaymentReceivedPublisher returns a PaymentReceivedPublisher that publishes
-// through pub.
+// NewPaymentReceivedPublisher returns a new PaymentReceivedPublisher that
+// publishes through pub.
 func NewPaymentReceivedPublisher(pub *runtime.Publisher) *PaymentReceivedPublisher {
 	return &PaymentReceivedPublisher{pub: pub}
 }
 
-// PublishPaymentReceived publishes a PaymentReceived event.
+// PublishPaymentReceived publishes one PaymentReceived event.
 //
 // PaymentReceived is published by the payment provider's webhook.
 func (p *PaymentReceivedPublisher) PublishPaymentReceived(ctx context.Context, event *PaymentReceived) error {
@@ -62,7 +62,7 @@ func (p *PaymentReceivedPublisher) PublishPaymentReceived(ctx context.Context, e
 
 // PaymentReceivedHandler handles PaymentReceived events.
 type PaymentReceivedHandler interface {
-	// HandlePaymentReceived handles a PaymentReceived event. An error is retried
+	// HandlePaymentReceived handles one PaymentReceived event. An error is retried
 	// per the delivery policy, then dead-lettered.
 	//
 	// PaymentReceived is published by the payment provider's webhook.
@@ -101,13 +101,13 @@ type UserSignedUpPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewUserSignedUpPublisher returns an UserSignedUpPublisher that publishes
+// NewUserSignedUpPublisher returns a new UserSignedUpPublisher that publishes
 // through pub.
 func NewUserSignedUpPublisher(pub *runtime.Publisher) *UserSignedUpPublisher {
 	return &UserSignedUpPublisher{pub: pub}
 }
 
-// PublishUserSignedUp publishes an UserSignedUp event.
+// PublishUserSignedUp publishes one UserSignedUp event.
 //
 // UserSignedUp is an integration event on a shared topic.
 func (p *UserSignedUpPublisher) PublishUserSignedUp(ctx context.Context, event *UserSignedUp) error {
@@ -118,8 +118,8 @@ func (p *UserSignedUpPublisher) PublishUserSignedUp(ctx context.Context, event *
 
 // UserSignedUpHandler handles UserSignedUp events.
 type UserSignedUpHandler interface {
-	// HandleUserSignedUp handles an UserSignedUp event. An error is retried per the
-	// delivery policy, then dead-lettered.
+	// HandleUserSignedUp handles one UserSignedUp event. An error is retried per
+	// the delivery policy, then dead-lettered.
 	//
 	// UserSignedUp is an integration event on a shared topic.
 	HandleUserSignedUp(ctx context.Context, event *UserSignedUp) error
@@ -157,13 +157,13 @@ type UserDeletedPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewUserDeletedPublisher returns an UserDeletedPublisher that publishes
+// NewUserDeletedPublisher returns a new UserDeletedPublisher that publishes
 // through pub.
 func NewUserDeletedPublisher(pub *runtime.Publisher) *UserDeletedPublisher {
 	return &UserDeletedPublisher{pub: pub}
 }
 
-// PublishUserDeleted publishes an UserDeleted event.
+// PublishUserDeleted publishes one UserDeleted event.
 //
 // UserDeleted shares UserSignedUp's topic.
 func (p *UserDeletedPublisher) PublishUserDeleted(ctx context.Context, event *UserDeleted) error {
@@ -174,7 +174,7 @@ func (p *UserDeletedPublisher) PublishUserDeleted(ctx context.Context, event *Us
 
 // UserDeletedHandler handles UserDeleted events.
 type UserDeletedHandler interface {
-	// HandleUserDeleted handles an UserDeleted event. An error is retried per the
+	// HandleUserDeleted handles one UserDeleted event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// UserDeleted shares UserSignedUp's topic.
@@ -214,12 +214,12 @@ type SendEmailSender struct {
 	pub *runtime.Publisher
 }
 
-// NewSendEmailSender returns a SendEmailSender that sends through pub.
+// NewSendEmailSender returns a new SendEmailSender that sends through pub.
 func NewSendEmailSender(pub *runtime.Publisher) *SendEmailSender {
 	return &SendEmailSender{pub: pub}
 }
 
-// SendSendEmail sends a SendEmail command.
+// SendSendEmail sends one SendEmail command.
 //
 // SendEmail asks the mailer to send an email.
 func (p *SendEmailSender) SendSendEmail(ctx context.Context, command *SendEmail) error {
@@ -230,7 +230,7 @@ func (p *SendEmailSender) SendSendEmail(ctx context.Context, command *SendEmail)
 
 // SendEmailHandler handles SendEmail commands.
 type SendEmailHandler interface {
-	// HandleSendEmail handles a SendEmail command. An error is retried per the
+	// HandleSendEmail handles one SendEmail command. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// SendEmail asks the mailer to send an email.

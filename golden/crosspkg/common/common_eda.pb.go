@@ -37,13 +37,13 @@ type CurrencyRetiredPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewCurrencyRetiredPublisher returns a CurrencyRetiredPublisher that publishes
-// through pub.
+// NewCurrencyRetiredPublisher returns a new CurrencyRetiredPublisher that
+// publishes through pub.
 func NewCurrencyRetiredPublisher(pub *runtime.Publisher) *CurrencyRetiredPublisher {
 	return &CurrencyRetiredPublisher{pub: pub}
 }
 
-// PublishCurrencyRetired publishes a CurrencyRetired event.
+// PublishCurrencyRetired publishes one CurrencyRetired event.
 //
 // CurrencyRetired is a standalone event of the shared package.
 func (p *CurrencyRetiredPublisher) PublishCurrencyRetired(ctx context.Context, event *CurrencyRetired) error {
@@ -55,7 +55,7 @@ func (p *CurrencyRetiredPublisher) PublishCurrencyRetired(ctx context.Context, e
 
 // CurrencyRetiredHandler handles CurrencyRetired events.
 type CurrencyRetiredHandler interface {
-	// HandleCurrencyRetired handles a CurrencyRetired event. An error is retried
+	// HandleCurrencyRetired handles one CurrencyRetired event. An error is retried
 	// per the delivery policy, then dead-lettered.
 	//
 	// CurrencyRetired is a standalone event of the shared package.

@@ -19,7 +19,9 @@ const (
 	InvoiceIssuedEventType = "golden.crosspkg.orders.InvoiceIssued"
 )
 
-// Wire names of the Invoice aggregate.
+// Wire names of the Invoice aggregate, whose state is Invoice.
+//
+// Invoice is billed in some currency.
 const (
 	// InvoiceAggregateType is the stable type of the Invoice aggregate, written in
 	// the envelope of its events and commands.
@@ -44,13 +46,13 @@ type InvoiceEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewInvoiceEventPublisher returns an InvoiceEventPublisher that publishes
+// NewInvoiceEventPublisher returns a new InvoiceEventPublisher that publishes
 // through pub.
 func NewInvoiceEventPublisher(pub *runtime.Publisher) *InvoiceEventPublisher {
 	return &InvoiceEventPublisher{pub: pub}
 }
 
-// PublishInvoiceIssued publishes an InvoiceIssued event.
+// PublishInvoiceIssued publishes one InvoiceIssued event.
 //
 // InvoiceIssued carries a Money from the common package.
 func (p *InvoiceEventPublisher) PublishInvoiceIssued(ctx context.Context, event *InvoiceIssued) error {
@@ -64,7 +66,7 @@ func (p *InvoiceEventPublisher) PublishInvoiceIssued(ctx context.Context, event 
 // UnimplementedInvoiceEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type InvoiceEventHandler interface {
-	// HandleInvoiceIssued handles an InvoiceIssued event. An error is retried per
+	// HandleInvoiceIssued handles one InvoiceIssued event. An error is retried per
 	// the delivery policy, then dead-lettered.
 	//
 	// InvoiceIssued carries a Money from the common package.

@@ -28,7 +28,9 @@ const (
 	OrderCancelledEventType = "shop.orders.v1.OrderCancelled"
 )
 
-// Wire names of the Order aggregate.
+// Wire names of the Order aggregate, whose state is Order.
+//
+// Order is the state of an order, built from its events.
 const (
 	// OrderAggregateType is the stable type of the Order aggregate, written in the
 	// envelope of its events and commands.
@@ -85,13 +87,13 @@ type OrderEventPublisher struct {
 	pub *runtime.Publisher
 }
 
-// NewOrderEventPublisher returns an OrderEventPublisher that publishes through
-// pub.
+// NewOrderEventPublisher returns a new OrderEventPublisher that publishes
+// through pub.
 func NewOrderEventPublisher(pub *runtime.Publisher) *OrderEventPublisher {
 	return &OrderEventPublisher{pub: pub}
 }
 
-// PublishOrderPlaced publishes an OrderPlaced event.
+// PublishOrderPlaced publishes one OrderPlaced event.
 //
 // OrderPlaced records that a customer placed an order.
 func (p *OrderEventPublisher) PublishOrderPlaced(ctx context.Context, event *OrderPlaced) error {
@@ -102,7 +104,7 @@ func (p *OrderEventPublisher) PublishOrderPlaced(ctx context.Context, event *Ord
 	})
 }
 
-// PublishOrderShipped publishes an OrderShipped event.
+// PublishOrderShipped publishes one OrderShipped event.
 //
 // OrderShipped records that an order left the warehouse.
 func (p *OrderEventPublisher) PublishOrderShipped(ctx context.Context, event *OrderShipped) error {
@@ -112,7 +114,7 @@ func (p *OrderEventPublisher) PublishOrderShipped(ctx context.Context, event *Or
 	})
 }
 
-// PublishOrderCancelled publishes an OrderCancelled event.
+// PublishOrderCancelled publishes one OrderCancelled event.
 //
 // OrderCancelled records that an order was cancelled.
 func (p *OrderEventPublisher) PublishOrderCancelled(ctx context.Context, event *OrderCancelled) error {
@@ -126,18 +128,18 @@ func (p *OrderEventPublisher) PublishOrderCancelled(ctx context.Context, event *
 // UnimplementedOrderEventHandler to handle only some of them and to keep
 // compiling when the schema adds events.
 type OrderEventHandler interface {
-	// HandleOrderPlaced handles an OrderPlaced event. An error is retried per the
+	// HandleOrderPlaced handles one OrderPlaced event. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// OrderPlaced records that a customer placed an order.
 	HandleOrderPlaced(ctx context.Context, event *OrderPlaced) error
-	// HandleOrderShipped handles an OrderShipped event. An error is retried per the
-	// delivery policy, then dead-lettered.
+	// HandleOrderShipped handles one OrderShipped event. An error is retried per
+	// the delivery policy, then dead-lettered.
 	//
 	// OrderShipped records that an order left the warehouse.
 	HandleOrderShipped(ctx context.Context, event *OrderShipped) error
-	// HandleOrderCancelled handles an OrderCancelled event. An error is retried per
-	// the delivery policy, then dead-lettered.
+	// HandleOrderCancelled handles one OrderCancelled event. An error is retried
+	// per the delivery policy, then dead-lettered.
 	//
 	// OrderCancelled records that an order was cancelled.
 	HandleOrderCancelled(ctx context.Context, event *OrderCancelled) error
@@ -184,12 +186,12 @@ type OrderCommandBus struct {
 	pub *runtime.Publisher
 }
 
-// NewOrderCommandBus returns an OrderCommandBus that sends through pub.
+// NewOrderCommandBus returns a new OrderCommandBus that sends through pub.
 func NewOrderCommandBus(pub *runtime.Publisher) *OrderCommandBus {
 	return &OrderCommandBus{pub: pub}
 }
 
-// SendPlaceOrder sends a PlaceOrder command.
+// SendPlaceOrder sends one PlaceOrder command.
 //
 // PlaceOrder asks to place a new order.
 func (p *OrderCommandBus) SendPlaceOrder(ctx context.Context, command *PlaceOrder) error {
@@ -199,7 +201,7 @@ func (p *OrderCommandBus) SendPlaceOrder(ctx context.Context, command *PlaceOrde
 	})
 }
 
-// SendCancelOrder sends a CancelOrder command.
+// SendCancelOrder sends one CancelOrder command.
 //
 // CancelOrder asks to cancel an order that has not shipped.
 func (p *OrderCommandBus) SendCancelOrder(ctx context.Context, command *CancelOrder) error {
@@ -213,13 +215,13 @@ func (p *OrderCommandBus) SendCancelOrder(ctx context.Context, command *CancelOr
 // UnimplementedOrderCommandHandler to handle only some of them and to keep
 // compiling when the schema adds commands.
 type OrderCommandHandler interface {
-	// HandlePlaceOrder handles a PlaceOrder command. An error is retried per the
+	// HandlePlaceOrder handles one PlaceOrder command. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
 	// PlaceOrder asks to place a new order.
 	HandlePlaceOrder(ctx context.Context, command *PlaceOrder) error
-	// HandleCancelOrder handles a CancelOrder command. An error is retried per the
-	// delivery policy, then dead-lettered.
+	// HandleCancelOrder handles one CancelOrder command. An error is retried per
+	// the delivery policy, then dead-lettered.
 	//
 	// CancelOrder asks to cancel an order that has not shipped.
 	HandleCancelOrder(ctx context.Context, command *CancelOrder) error
