@@ -8,11 +8,11 @@ package compile
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/bufbuild/protocompile"
 	"github.com/bufbuild/protocompile/linker"
@@ -103,19 +103,26 @@ func Eda() Plugin {
 	return Plugin{Name: "protoc-gen-eda", Options: generator.NewParams().Options(), Run: generator.Run}
 }
 
-// Go is protoc-gen-go of the protobuf module this binary is built with.
+// Go is protoc-gen-go of the protobuf module this binary is built with, with
+// the parameters its main accepts.
 func Go() Plugin {
-	return Plugin{Name: "protoc-gen-go", Run: func(gen *protogen.Plugin) error {
-		for _, f := range gen.Files {
-			if f.Generate {
-				gengo.GenerateFile(gen, f)
+	var flags flag.FlagSet
+	strip := flags.Bool("experimental_strip_nonfunctional_codegen", false, "")
+	return Plugin{
+		Name:    "protoc-gen-go",
+		Options: protogen.Options{ParamFunc: flags.Set, InternalStripForEditionsDiff: strip},
+		Run: func(gen *protogen.Plugin) error {
+			for _, f := range gen.Files {
+				if f.Generate {
+					gengo.GenerateFile(gen, f)
+				}
 			}
-		}
-		gen.SupportedFeatures = gengo.SupportedFeatures
-		gen.SupportedEditionsMinimum = gengo.SupportedEditionsMinimum
-		gen.SupportedEditionsMaximum = gengo.SupportedEditionsMaximum
-		return nil
-	}}
+			gen.SupportedFeatures = gengo.SupportedFeatures
+			gen.SupportedEditionsMinimum = gengo.SupportedEditionsMinimum
+			gen.SupportedEditionsMaximum = gengo.SupportedEditionsMaximum
+			return nil
+		},
+	}
 }
 
 // Generate runs p on req, with parameter replacing the request's, and
@@ -149,10 +156,10 @@ func Write(dir string, files []*pluginpb.CodeGeneratorResponse_File) ([]string, 
 		if f.GetInsertionPoint() != "" {
 			return written, fmt.Errorf("%s: insertion points are not supported", f.GetName())
 		}
-		path := filepath.Join(dir, filepath.FromSlash(f.GetName()))
-		if !strings.HasPrefix(path, filepath.Clean(dir)+string(filepath.Separator)) && filepath.Clean(dir) != "." {
+		if !filepath.IsLocal(filepath.FromSlash(f.GetName())) {
 			return written, fmt.Errorf("%s: output escapes %s", f.GetName(), dir)
 		}
+		path := filepath.Join(dir, filepath.FromSlash(f.GetName()))
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return written, err
 		}

@@ -1,0 +1,146 @@
+// Command eda is the command-line tool of protoc-gen-eda. It generates the Go
+// code of .proto files annotated with eda.v1 options with nothing but Go
+// installed: no protoc, no buf and no plugin binaries.
+//
+// In a module that requires github.com/protoc-gen-eda/eda, as any module
+// using its runtime does, run it at the version go.mod pins:
+//
+//	go run github.com/protoc-gen-eda/eda/cmd/eda generate
+//
+// or record it as a tool (go get -tool github.com/protoc-gen-eda/eda/cmd/eda)
+// and run go tool eda generate. Anywhere else:
+//
+//	go run github.com/protoc-gen-eda/eda/cmd/eda@latest generate
+//
+// Usage:
+//
+//	eda <command> [arguments]
+//
+// The commands are:
+//
+//	generate   generate .pb.go and _eda.pb.go files, as buf generate would
+//	version    print eda's version (also: eda --version)
+//	help       print the usage of eda or of a command (also: eda <command> --help)
+//
+// # Exit status
+//
+// 0 on success; 1 when the input is wrong (a .proto file does not compile,
+// an annotation is invalid) or a file cannot be written; 2 on bad usage (an
+// unknown command or flag, a missing or unsupported buf.yaml or
+// buf.gen.yaml, no files to compile).
+//
+// # eda generate
+//
+//	eda generate [flags] [files...]
+//
+// Generate compiles .proto files in process and runs protoc-gen-go, which
+// writes x.pb.go (the message types), and protoc-gen-eda, which writes
+// x_eda.pb.go (publishers, handlers, command buses) for every x.proto with
+// events or commands. Both run as the libraries eda is built with: the
+// protoc-gen-go version is that of google.golang.org/protobuf in the build,
+// which is your go.mod's when you run eda from your module.
+//
+// Generation happens in memory first: if any file has an error, eda prints
+// every error, one per line as file:line:col: message (the file named
+// relative to the working directory), exits with status 1, and writes
+// nothing. On success it prints nothing, unless -v lists the files written.
+//
+// Flags:
+//
+//	    --config dir         buf mode: the dir of buf.yaml and buf.gen.yaml (default ".")
+//	-I, --proto_path dir     import dir, repeatable; selects flag mode
+//	    --out dir            flag mode: output dir (default ".")
+//	    --opt parameter      flag mode: protoc-gen-eda parameter, repeatable
+//	    --go                 flag mode: also run protoc-gen-go (default true)
+//	    --go_opt parameter   flag mode: protoc-gen-go parameter, repeatable
+//	-v, --verbose            list the files written
+//	-h, --help               print this help
+//
+// # Buf mode
+//
+// Without -I, eda generate reads buf.yaml and buf.gen.yaml from the current
+// directory (or from --config dir) and writes what buf generate writes there,
+// byte for byte, for the plugins it knows:
+//
+//	# buf.yaml
+//	version: v2
+//	modules:
+//	  - path: proto
+//	    excludes:
+//	      - proto/internal/drafts
+//
+//	# buf.gen.yaml
+//	version: v2
+//	plugins:
+//	  - local: protoc-gen-go
+//	    out: gen
+//	    opt: paths=source_relative
+//	  - local: ["go", "run", "github.com/protoc-gen-eda/eda/cmd/protoc-gen-eda"]
+//	    out: gen
+//	    opt: [paths=source_relative]
+//
+// The inputs are the .proto files under every module path, minus the
+// excludes (and, if a module lists includes, only those under them). Paths
+// in buf.yaml are relative to its directory. Every module can import the
+// files of every other, as in a buf workspace; google/protobuf/*.proto are
+// built in.
+//
+// A plugin is run if its local names protoc-gen-go or protoc-gen-eda: the
+// name itself, a path ending in /protoc-gen-go or /protoc-gen-eda, or a
+// command whose last element is such a path or Go package path, like
+// ["go", "run", "google.golang.org/protobuf/cmd/protoc-gen-go"] or
+// ["go", "run", "./cmd/protoc-gen-eda"]. Other plugins (protoc-gen-go-grpc,
+// remote plugins...) are skipped with a warning: run buf generate for them.
+// A version pinned with go run pkg@version that differs from the one eda
+// runs is reported with a warning.
+//
+// Each plugin's opt, a string or a list joined with commas, is its
+// parameter; out is the directory it writes to, relative to buf.gen.yaml's
+// directory. As with buf's default strategy: directory, each plugin runs
+// once per directory of .proto files (relative to their module), on the
+// files of that directory; strategy: all runs it once on every file.
+//
+// Files given as arguments restrict generation to them: .proto files or
+// directories, relative to a module root (shop/v1/orders.proto) or to
+// buf.yaml's directory (proto/shop/v1). Each plugin still runs once per
+// directory, on the selected files of that directory.
+//
+// # clean
+//
+// buf generate deletes the out directories first when buf.gen.yaml sets
+// clean: true, whatever they hold: with out: proto it deletes the sources.
+// eda does the same only when it is safe, after generation succeeded and just
+// before writing: it exits with status 2, deleting nothing, when an out
+// directory is buf.gen.yaml's own directory (as buf does), lies outside it,
+// holds a module, or holds any .proto file. It does not delete a directory
+// that a skipped plugin also writes to (a warning says so), since it would
+// not write that plugin's files back.
+//
+// # Flag mode
+//
+// With -I (protoc's --proto_path), eda generate compiles the files given,
+// named relative to an -I directory or as paths to files under one, in one
+// request, and writes the output of protoc-gen-eda (parameter: the --opt
+// values joined with commas) and, unless --go=false, of protoc-gen-go
+// (parameter: the --go_opt values) under --out:
+//
+//	eda generate -I proto -I ../eda/schemas --out gen \
+//	  --opt paths=source_relative --go_opt paths=source_relative \
+//	  shop/v1/orders.proto
+//
+// It is the equivalent of
+//
+//	protoc -I proto -I ../eda/schemas --go_out=gen --go_opt=paths=source_relative \
+//	  --eda_out=gen --eda_opt=paths=source_relative shop/v1/orders.proto
+//
+// # Differences from buf generate
+//
+// Only protoc-gen-go and protoc-gen-eda run. eda does not download buf.yaml
+// deps: imported files must be in a module of the workspace (a module may be
+// a directory holding a copy of eda/v1/options.proto, for instance). It
+// rejects, with status 2, what it cannot reproduce: buf.yaml or buf.gen.yaml
+// other than version v2, managed mode, inputs, include_imports, include_wkt,
+// types, exclude_types and zip or jar outputs. A file excluded from a module
+// can still be imported, where buf would report it missing. clean is
+// restricted as described above.
+package main
