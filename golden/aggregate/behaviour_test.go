@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,28 +12,18 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-// received is one message a handler was called with and the envelope its
-// context carried.
-type received[T any] struct {
-	msg T
-	env *runtime.Envelope
-}
-
-func record[T any](ctx context.Context, ch chan<- received[T], m T) {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env}
-}
-
 // accounts handles OpenAccount by publishing AccountOpened and leaves Deposit
 // to the embedded UnimplementedAccountCommandHandler.
 type accounts struct {
 	aggregate.UnimplementedAccountCommandHandler
 	events *aggregate.AccountEventPublisher
-	opens  chan received[*aggregate.OpenAccount]
+	opens  chan edatest.Received[*aggregate.OpenAccount]
 }
 
 func (a *accounts) HandleOpenAccount(ctx context.Context, c *aggregate.OpenAccount) error {
-	record(ctx, a.opens, c)
+	if err := edatest.Record(ctx, a.opens, c); err != nil {
+		return err
+	}
 	return a.events.PublishAccountOpened(ctx, &aggregate.AccountOpened{AccountId: c.GetAccountId(), Owner: c.GetOwner()})
 }
 
@@ -42,12 +31,11 @@ func (a *accounts) HandleOpenAccount(ctx context.Context, c *aggregate.OpenAccou
 // UnimplementedAccountEventHandler.
 type openedOnly struct {
 	aggregate.UnimplementedAccountEventHandler
-	opened chan received[*aggregate.AccountOpened]
+	opened chan edatest.Received[*aggregate.AccountOpened]
 }
 
 func (o *openedOnly) HandleAccountOpened(ctx context.Context, e *aggregate.AccountOpened) error {
-	record(ctx, o.opened, e)
-	return nil
+	return edatest.Record(ctx, o.opened, e)
 }
 
 var (
@@ -56,23 +44,11 @@ var (
 )
 
 func newAccounts() *accounts {
-	return &accounts{opens: make(chan received[*aggregate.OpenAccount], 16)}
+	return &accounts{opens: make(chan edatest.Received[*aggregate.OpenAccount], 16)}
 }
 
 func newOpenedOnly() *openedOnly {
-	return &openedOnly{opened: make(chan received[*aggregate.AccountOpened], 16)}
-}
-
-// eventually fails the test unless cond holds within edatest.Timeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(edatest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	return &openedOnly{opened: make(chan edatest.Received[*aggregate.AccountOpened], 16)}
 }
 
 func TestCommandHandlerPublishesEventWithCausation(t *testing.T) {
@@ -92,26 +68,26 @@ func TestCommandHandlerPublishesEventWithCausation(t *testing.T) {
 	}
 
 	cmd := edatest.Receive(t, cmds.opens)
-	if !proto.Equal(cmd.msg, open) {
-		t.Errorf("command handled = %v, want %v", cmd.msg, open)
+	if !proto.Equal(cmd.Msg, open) {
+		t.Errorf("command handled = %v, want %v", cmd.Msg, open)
 	}
-	if cmd.env == nil {
+	if cmd.Env == nil {
 		t.Fatal("command handler context carries no envelope")
 	}
-	if cmd.env.Type != aggregate.OpenAccountCommandType || cmd.env.Subject != "acc-1" ||
-		cmd.env.AggregateType != aggregate.AccountAggregateType || cmd.env.CorrelationID != "signup-flow-1" ||
-		cmd.env.CausationID != "" {
-		t.Errorf("command envelope = %+v", *cmd.env)
+	if cmd.Env.Type != aggregate.OpenAccountCommandType || cmd.Env.Subject != "acc-1" ||
+		cmd.Env.AggregateType != aggregate.AccountAggregateType || cmd.Env.CorrelationID != "signup-flow-1" ||
+		cmd.Env.CausationID != "" {
+		t.Errorf("command envelope = %+v", *cmd.Env)
 	}
 
 	ev := edatest.Receive(t, events.opened)
-	if ev.msg.GetAccountId() != "acc-1" || ev.msg.GetOwner() != "Ada" {
-		t.Errorf("event handled = %v", ev.msg)
+	if ev.Msg.GetAccountId() != "acc-1" || ev.Msg.GetOwner() != "Ada" {
+		t.Errorf("event handled = %v", ev.Msg)
 	}
-	if ev.env == nil {
+	if ev.Env == nil {
 		t.Fatal("event handler context carries no envelope")
 	}
-	env := ev.env
+	env := ev.Env
 	if env.Type != aggregate.AccountOpenedEventType {
 		t.Errorf("Type = %q, want %q", env.Type, aggregate.AccountOpenedEventType)
 	}
@@ -124,14 +100,14 @@ func TestCommandHandlerPublishesEventWithCausation(t *testing.T) {
 	if env.AggregateType != aggregate.AccountAggregateType {
 		t.Errorf("AggregateType = %q, want %q", env.AggregateType, aggregate.AccountAggregateType)
 	}
-	if env.CausationID != cmd.env.ID {
-		t.Errorf("CausationID = %q, want the command's id %q", env.CausationID, cmd.env.ID)
+	if env.CausationID != cmd.Env.ID {
+		t.Errorf("CausationID = %q, want the command's id %q", env.CausationID, cmd.Env.ID)
 	}
-	if env.CorrelationID != cmd.env.CorrelationID {
-		t.Errorf("CorrelationID = %q, want the command's %q", env.CorrelationID, cmd.env.CorrelationID)
+	if env.CorrelationID != cmd.Env.CorrelationID {
+		t.Errorf("CorrelationID = %q, want the command's %q", env.CorrelationID, cmd.Env.CorrelationID)
 	}
-	if env.ID == "" || env.ID == cmd.env.ID {
-		t.Errorf("event ID = %q, want a new id (command %q)", env.ID, cmd.env.ID)
+	if env.ID == "" || env.ID == cmd.Env.ID {
+		t.Errorf("event ID = %q, want a new id (command %q)", env.ID, cmd.Env.ID)
 	}
 	if env.SchemaVersion != 1 || env.Source != "edatest" || env.ContentType != runtime.ContentTypeProtobuf {
 		t.Errorf("envelope = %+v", *env)
@@ -173,7 +149,7 @@ func TestUnimplementedCommandIsDeadLettered(t *testing.T) {
 	if err := proto.Unmarshal(msg.Payload, &payload); err != nil || !proto.Equal(&payload, deposit) {
 		t.Errorf("dead letter payload = %v (%v), want %v", &payload, err, deposit)
 	}
-	eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
+	edatest.Eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
 	if s := h.Router.Stats(); s.Retried != 0 || s.Handled != 0 {
 		t.Errorf("stats = %+v, want no retry and nothing handled", s)
 	}
@@ -201,10 +177,10 @@ func TestUnimplementedEventIsAcknowledged(t *testing.T) {
 	}
 
 	ev := edatest.Receive(t, events.opened)
-	if ev.msg.GetAccountId() != "acc-3" || ev.msg.GetOwner() != "Grace" {
-		t.Errorf("AccountOpened handled = %v", ev.msg)
+	if ev.Msg.GetAccountId() != "acc-3" || ev.Msg.GetOwner() != "Grace" {
+		t.Errorf("AccountOpened handled = %v", ev.Msg)
 	}
-	eventually(t, "both events to be handled", func() bool { return h.Router.Stats().Handled == 2 })
+	edatest.Eventually(t, "both events to be handled", func() bool { return h.Router.Stats().Handled == 2 })
 	if s := h.Router.Stats(); s.DeadLettered != 0 || s.Retried != 0 || s.Skipped != 0 {
 		t.Errorf("stats = %+v, want both events acknowledged as handled", s)
 	}

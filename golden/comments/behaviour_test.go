@@ -14,36 +14,25 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received[T any] struct {
-	msg T
-	env *runtime.Envelope
-}
-
-func record[T any](ctx context.Context, ch chan<- received[T], m T) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env}
-	return nil
-}
-
 // shipments handles the deprecated messages and leaves the others to the
 // embedded Unimplemented handler.
 type shipments struct {
 	comments.UnimplementedShipmentEventHandler
-	lost     chan received[*comments.ShipmentLost]
-	reroutes chan received[*comments.RerouteShipment]
-	legacy   chan received[*comments.Legacy]
+	lost     chan edatest.Received[*comments.ShipmentLost]
+	reroutes chan edatest.Received[*comments.RerouteShipment]
+	legacy   chan edatest.Received[*comments.Legacy]
 }
 
 func (s *shipments) HandleShipmentLost(ctx context.Context, e *comments.ShipmentLost) error {
-	return record(ctx, s.lost, e)
+	return edatest.Record(ctx, s.lost, e)
 }
 
 func (s *shipments) HandleRerouteShipment(ctx context.Context, c *comments.RerouteShipment) error {
-	return record(ctx, s.reroutes, c)
+	return edatest.Record(ctx, s.reroutes, c)
 }
 
 func (s *shipments) HandleLegacy(ctx context.Context, e *comments.Legacy) error {
-	return record(ctx, s.legacy, e)
+	return edatest.Record(ctx, s.legacy, e)
 }
 
 var (
@@ -54,9 +43,9 @@ var (
 
 func TestDeprecatedMessagesStillPublishAndHandle(t *testing.T) {
 	s := &shipments{
-		lost:     make(chan received[*comments.ShipmentLost], 16),
-		reroutes: make(chan received[*comments.RerouteShipment], 16),
-		legacy:   make(chan received[*comments.Legacy], 16),
+		lost:     make(chan edatest.Received[*comments.ShipmentLost], 16),
+		reroutes: make(chan edatest.Received[*comments.RerouteShipment], 16),
+		legacy:   make(chan edatest.Received[*comments.Legacy], 16),
 	}
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		if err := comments.RegisterShipmentEventHandler(r, s); err != nil {
@@ -73,28 +62,28 @@ func TestDeprecatedMessagesStillPublishAndHandle(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := edatest.Receive(t, s.lost)
-	if lost.msg.GetShipmentId() != "sh-1" || lost.env == nil ||
-		lost.env.Type != comments.ShipmentLostEventType || lost.env.Subject != "sh-1" ||
-		lost.env.AggregateType != comments.ShipmentAggregateType {
-		t.Errorf("ShipmentLost handled = %v, envelope %+v", lost.msg, lost.env)
+	if lost.Msg.GetShipmentId() != "sh-1" || lost.Env == nil ||
+		lost.Env.Type != comments.ShipmentLostEventType || lost.Env.Subject != "sh-1" ||
+		lost.Env.AggregateType != comments.ShipmentAggregateType {
+		t.Errorf("ShipmentLost handled = %v, envelope %+v", lost.Msg, lost.Env)
 	}
 
 	if err := comments.NewShipmentCommandBus(h.Publisher).SendRerouteShipment(ctx, &comments.RerouteShipment{ShipmentId: "sh-2"}); err != nil {
 		t.Fatal(err)
 	}
 	reroute := edatest.Receive(t, s.reroutes)
-	if reroute.msg.GetShipmentId() != "sh-2" || reroute.env == nil ||
-		reroute.env.Type != comments.RerouteShipmentCommandType || reroute.env.Subject != "sh-2" {
-		t.Errorf("RerouteShipment handled = %v, envelope %+v", reroute.msg, reroute.env)
+	if reroute.Msg.GetShipmentId() != "sh-2" || reroute.Env == nil ||
+		reroute.Env.Type != comments.RerouteShipmentCommandType || reroute.Env.Subject != "sh-2" {
+		t.Errorf("RerouteShipment handled = %v, envelope %+v", reroute.Msg, reroute.Env)
 	}
 
 	if err := comments.NewLegacyPublisher(h.Publisher).PublishLegacy(ctx, &comments.Legacy{Id: "l-1"}); err != nil {
 		t.Fatal(err)
 	}
 	legacy := edatest.Receive(t, s.legacy)
-	if legacy.msg.GetId() != "l-1" || legacy.env == nil || legacy.env.Type != comments.LegacyEventType ||
-		legacy.env.Subject != "" {
-		t.Errorf("Legacy handled = %v, envelope %+v", legacy.msg, legacy.env)
+	if legacy.Msg.GetId() != "l-1" || legacy.Env == nil || legacy.Env.Type != comments.LegacyEventType ||
+		legacy.Env.Subject != "" {
+		t.Errorf("Legacy handled = %v, envelope %+v", legacy.Msg, legacy.Env)
 	}
 }
 

@@ -12,25 +12,18 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received struct {
-	msg *editions.LightSwitched
-	env *runtime.Envelope
-}
-
 type lights struct {
-	switched chan received
+	switched chan edatest.Received[*editions.LightSwitched]
 }
 
 func (l *lights) HandleLightSwitched(ctx context.Context, e *editions.LightSwitched) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	l.switched <- received{msg: e, env: env}
-	return nil
+	return edatest.Record(ctx, l.switched, e)
 }
 
 var _ editions.LightEventHandler = (*lights)(nil)
 
 func TestDelimitedScheduleRoundTrips(t *testing.T) {
-	l := &lights{switched: make(chan received, 16)}
+	l := &lights{switched: make(chan edatest.Received[*editions.LightSwitched], 16)}
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		return editions.RegisterLightEventHandler(r, l)
 	})
@@ -46,18 +39,18 @@ func TestDelimitedScheduleRoundTrips(t *testing.T) {
 	}
 
 	got := edatest.Receive(t, l.switched)
-	if !proto.Equal(got.msg, event) {
-		t.Errorf("handled %v, want %v", got.msg, event)
+	if !proto.Equal(got.Msg, event) {
+		t.Errorf("handled %v, want %v", got.Msg, event)
 	}
-	if got.msg.GetSchedule().GetCron() != "0 7 * * 1-5" {
-		t.Errorf("schedule = %v", got.msg.GetSchedule())
+	if got.Msg.GetSchedule().GetCron() != "0 7 * * 1-5" {
+		t.Errorf("schedule = %v", got.Msg.GetSchedule())
 	}
-	if got.msg.On == nil || *got.msg.On {
-		t.Errorf("On = %v, want an explicit false", got.msg.On)
+	if got.Msg.On == nil || *got.Msg.On {
+		t.Errorf("On = %v, want an explicit false", got.Msg.On)
 	}
-	if got.env == nil || got.env.Type != editions.LightSwitchedEventType || got.env.Subject != "light-1" ||
-		got.env.AggregateType != editions.LightAggregateType {
-		t.Errorf("envelope = %+v", got.env)
+	if got.Env == nil || got.Env.Type != editions.LightSwitchedEventType || got.Env.Subject != "light-1" ||
+		got.Env.AggregateType != editions.LightAggregateType {
+		t.Errorf("envelope = %+v", got.Env)
 	}
 
 	// On the wire, schedule (field 3) is a group, not a length-prefixed

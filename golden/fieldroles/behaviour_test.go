@@ -12,38 +12,27 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received[T any] struct {
-	msg T
-	env *runtime.Envelope
-}
-
-func record[T any](ctx context.Context, ch chan<- received[T], m T) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env}
-	return nil
-}
-
 type recorder struct {
-	opened    chan received[*fieldroles.TicketOpened]
-	escalated chan received[*fieldroles.TicketEscalated]
-	sensors   chan received[*fieldroles.SensorRead]
-	meters    chan received[*fieldroles.MeterRead]
+	opened    chan edatest.Received[*fieldroles.TicketOpened]
+	escalated chan edatest.Received[*fieldroles.TicketEscalated]
+	sensors   chan edatest.Received[*fieldroles.SensorRead]
+	meters    chan edatest.Received[*fieldroles.MeterRead]
 }
 
 func (r *recorder) HandleTicketOpened(ctx context.Context, e *fieldroles.TicketOpened) error {
-	return record(ctx, r.opened, e)
+	return edatest.Record(ctx, r.opened, e)
 }
 
 func (r *recorder) HandleTicketEscalated(ctx context.Context, e *fieldroles.TicketEscalated) error {
-	return record(ctx, r.escalated, e)
+	return edatest.Record(ctx, r.escalated, e)
 }
 
 func (r *recorder) HandleSensorRead(ctx context.Context, e *fieldroles.SensorRead) error {
-	return record(ctx, r.sensors, e)
+	return edatest.Record(ctx, r.sensors, e)
 }
 
 func (r *recorder) HandleMeterRead(ctx context.Context, e *fieldroles.MeterRead) error {
-	return record(ctx, r.meters, e)
+	return edatest.Record(ctx, r.meters, e)
 }
 
 var (
@@ -55,10 +44,10 @@ var (
 func start(t *testing.T) (*edatest.Harness, *recorder) {
 	t.Helper()
 	rec := &recorder{
-		opened:    make(chan received[*fieldroles.TicketOpened], 16),
-		escalated: make(chan received[*fieldroles.TicketEscalated], 16),
-		sensors:   make(chan received[*fieldroles.SensorRead], 16),
-		meters:    make(chan received[*fieldroles.MeterRead], 16),
+		opened:    make(chan edatest.Received[*fieldroles.TicketOpened], 16),
+		escalated: make(chan edatest.Received[*fieldroles.TicketEscalated], 16),
+		sensors:   make(chan edatest.Received[*fieldroles.SensorRead], 16),
+		meters:    make(chan edatest.Received[*fieldroles.MeterRead], 16),
 	}
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		if err := fieldroles.RegisterTicketEventHandler(r, rec); err != nil {
@@ -100,14 +89,14 @@ func TestTicketOpenedInfersIDAndReadsRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, rec.opened)
-	if !proto.Equal(got.msg, event) {
-		t.Errorf("handled %v, want %v", got.msg, event)
+	if !proto.Equal(got.Msg, event) {
+		t.Errorf("handled %v, want %v", got.Msg, event)
 	}
 	// ticket_id is not annotated: it is the aggregate id because Ticket's id
 	// field has that name.
-	checkEnvelope(t, got.env, fieldroles.TicketOpenedEventType, "18446744073709551615", "billing", fieldroles.TicketAggregateType)
-	if got.env.CorrelationID != "conv-9" {
-		t.Errorf("CorrelationID = %q, want the conversation_id conv-9", got.env.CorrelationID)
+	checkEnvelope(t, got.Env, fieldroles.TicketOpenedEventType, "18446744073709551615", "billing", fieldroles.TicketAggregateType)
+	if got.Env.CorrelationID != "conv-9" {
+		t.Errorf("CorrelationID = %q, want the conversation_id conv-9", got.Env.CorrelationID)
 	}
 }
 
@@ -118,11 +107,11 @@ func TestTicketEscalatedExplicitID(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, rec.escalated)
-	if got.msg.GetId() != 1<<40 {
-		t.Errorf("handled %v", got.msg)
+	if got.Msg.GetId() != 1<<40 {
+		t.Errorf("handled %v", got.Msg)
 	}
 	// No partition_key field: the subject orders it.
-	checkEnvelope(t, got.env, fieldroles.TicketEscalatedEventType, "1099511627776", "1099511627776", fieldroles.TicketAggregateType)
+	checkEnvelope(t, got.Env, fieldroles.TicketEscalatedEventType, "1099511627776", "1099511627776", fieldroles.TicketAggregateType)
 }
 
 func TestSensorReadSignedIDAndFixed64Key(t *testing.T) {
@@ -132,17 +121,17 @@ func TestSensorReadSignedIDAndFixed64Key(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, rec.sensors)
-	if !proto.Equal(got.msg, event) {
-		t.Errorf("handled %v, want %v", got.msg, event)
+	if !proto.Equal(got.Msg, event) {
+		t.Errorf("handled %v, want %v", got.Msg, event)
 	}
-	checkEnvelope(t, got.env, fieldroles.SensorReadEventType, "-2147483648", "18446744073709551615", "")
+	checkEnvelope(t, got.Env, fieldroles.SensorReadEventType, "-2147483648", "18446744073709551615", "")
 
 	event = &fieldroles.SensorRead{Sensor: -7, Reading: 3}
 	if err := fieldroles.NewSensorReadPublisher(h.Publisher).PublishSensorRead(context.Background(), event); err != nil {
 		t.Fatal(err)
 	}
 	got = edatest.Receive(t, rec.sensors)
-	checkEnvelope(t, got.env, fieldroles.SensorReadEventType, "-7", "3", "")
+	checkEnvelope(t, got.Env, fieldroles.SensorReadEventType, "-7", "3", "")
 }
 
 func TestMeterReadSignedIDAndFixed32Key(t *testing.T) {
@@ -152,13 +141,13 @@ func TestMeterReadSignedIDAndFixed32Key(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, rec.meters)
-	if !proto.Equal(got.msg, event) {
-		t.Errorf("handled %v, want %v", got.msg, event)
+	if !proto.Equal(got.Msg, event) {
+		t.Errorf("handled %v, want %v", got.Msg, event)
 	}
-	checkEnvelope(t, got.env, fieldroles.MeterReadEventType, "-9223372036854775808", "4294967295", "")
+	checkEnvelope(t, got.Env, fieldroles.MeterReadEventType, "-9223372036854775808", "4294967295", "")
 	// No correlation_id field and no context correlation: the event
 	// correlates with itself.
-	if got.env.CorrelationID != got.env.ID {
-		t.Errorf("CorrelationID = %q, want own id %q", got.env.CorrelationID, got.env.ID)
+	if got.Env.CorrelationID != got.Env.ID {
+		t.Errorf("CorrelationID = %q, want own id %q", got.Env.CorrelationID, got.Env.ID)
 	}
 }

@@ -11,40 +11,29 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received[T any] struct {
-	msg T
-	env *runtime.Envelope
-}
-
-func record[T any](ctx context.Context, ch chan<- received[T], m T) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env}
-	return nil
-}
-
 // cart handles AddItem (declared in cart_commands.proto) by publishing
 // ItemAdded (declared in cart_events.proto), both through the Cart
 // aggregate's bus and publisher (declared with Cart in cart.proto).
 type cart struct {
 	events  *multifile.CartEventPublisher
-	adds    chan received[*multifile.AddItem]
-	added   chan received[*multifile.ItemAdded]
-	removed chan received[*multifile.ItemRemoved]
+	adds    chan edatest.Received[*multifile.AddItem]
+	added   chan edatest.Received[*multifile.ItemAdded]
+	removed chan edatest.Received[*multifile.ItemRemoved]
 }
 
 func (c *cart) HandleAddItem(ctx context.Context, cmd *multifile.AddItem) error {
-	if err := record(ctx, c.adds, cmd); err != nil {
+	if err := edatest.Record(ctx, c.adds, cmd); err != nil {
 		return err
 	}
 	return c.events.PublishItemAdded(ctx, &multifile.ItemAdded{CartId: cmd.GetCartId(), Sku: cmd.GetSku()})
 }
 
 func (c *cart) HandleItemAdded(ctx context.Context, e *multifile.ItemAdded) error {
-	return record(ctx, c.added, e)
+	return edatest.Record(ctx, c.added, e)
 }
 
 func (c *cart) HandleItemRemoved(ctx context.Context, e *multifile.ItemRemoved) error {
-	return record(ctx, c.removed, e)
+	return edatest.Record(ctx, c.removed, e)
 }
 
 var (
@@ -54,9 +43,9 @@ var (
 
 func TestCartAcrossFiles(t *testing.T) {
 	c := &cart{
-		adds:    make(chan received[*multifile.AddItem], 16),
-		added:   make(chan received[*multifile.ItemAdded], 16),
-		removed: make(chan received[*multifile.ItemRemoved], 16),
+		adds:    make(chan edatest.Received[*multifile.AddItem], 16),
+		added:   make(chan edatest.Received[*multifile.ItemAdded], 16),
+		removed: make(chan edatest.Received[*multifile.ItemRemoved], 16),
 	}
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		if err := multifile.RegisterCartCommandHandler(r, c); err != nil {
@@ -72,27 +61,27 @@ func TestCartAcrossFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := edatest.Receive(t, c.adds)
-	if !proto.Equal(cmd.msg, add) {
-		t.Errorf("AddItem handled = %v, want %v", cmd.msg, add)
+	if !proto.Equal(cmd.Msg, add) {
+		t.Errorf("AddItem handled = %v, want %v", cmd.Msg, add)
 	}
 	// AddItem names its aggregate ".golden.multifile.Cart", ItemRemoved
 	// "golden.multifile.Cart", ItemAdded "Cart": all the same aggregate.
-	if cmd.env == nil || cmd.env.Type != multifile.AddItemCommandType || cmd.env.Subject != "cart-1" ||
-		cmd.env.AggregateType != multifile.CartAggregateType {
-		t.Fatalf("AddItem envelope = %+v", cmd.env)
+	if cmd.Env == nil || cmd.Env.Type != multifile.AddItemCommandType || cmd.Env.Subject != "cart-1" ||
+		cmd.Env.AggregateType != multifile.CartAggregateType {
+		t.Fatalf("AddItem envelope = %+v", cmd.Env)
 	}
 
 	ev := edatest.Receive(t, c.added)
-	if ev.msg.GetCartId() != "cart-1" || ev.msg.GetSku() != "sku-42" {
-		t.Errorf("ItemAdded handled = %v", ev.msg)
+	if ev.Msg.GetCartId() != "cart-1" || ev.Msg.GetSku() != "sku-42" {
+		t.Errorf("ItemAdded handled = %v", ev.Msg)
 	}
-	if ev.env == nil || ev.env.Type != multifile.ItemAddedEventType || ev.env.Subject != "cart-1" ||
-		ev.env.AggregateType != multifile.CartAggregateType {
-		t.Fatalf("ItemAdded envelope = %+v", ev.env)
+	if ev.Env == nil || ev.Env.Type != multifile.ItemAddedEventType || ev.Env.Subject != "cart-1" ||
+		ev.Env.AggregateType != multifile.CartAggregateType {
+		t.Fatalf("ItemAdded envelope = %+v", ev.Env)
 	}
-	if ev.env.CausationID != cmd.env.ID || ev.env.CorrelationID != cmd.env.CorrelationID {
+	if ev.Env.CausationID != cmd.Env.ID || ev.Env.CorrelationID != cmd.Env.CorrelationID {
 		t.Errorf("ItemAdded causation/correlation = %q/%q, want %q/%q",
-			ev.env.CausationID, ev.env.CorrelationID, cmd.env.ID, cmd.env.CorrelationID)
+			ev.Env.CausationID, ev.Env.CorrelationID, cmd.Env.ID, cmd.Env.CorrelationID)
 	}
 
 	removed := &multifile.ItemRemoved{CartId: "cart-1", Sku: "sku-42"}
@@ -100,12 +89,12 @@ func TestCartAcrossFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	rm := edatest.Receive(t, c.removed)
-	if !proto.Equal(rm.msg, removed) {
-		t.Errorf("ItemRemoved handled = %v, want %v", rm.msg, removed)
+	if !proto.Equal(rm.Msg, removed) {
+		t.Errorf("ItemRemoved handled = %v, want %v", rm.Msg, removed)
 	}
-	if rm.env == nil || rm.env.Type != multifile.ItemRemovedEventType || rm.env.Subject != "cart-1" ||
-		rm.env.AggregateType != multifile.CartAggregateType {
-		t.Errorf("ItemRemoved envelope = %+v", rm.env)
+	if rm.Env == nil || rm.Env.Type != multifile.ItemRemovedEventType || rm.Env.Subject != "cart-1" ||
+		rm.Env.AggregateType != multifile.CartAggregateType {
+		t.Errorf("ItemRemoved envelope = %+v", rm.Env)
 	}
 }
 

@@ -12,42 +12,31 @@ import (
 	edaruntime "github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received[T any] struct {
-	msg T
-	env *edaruntime.Envelope
-	at  time.Time
-}
-
-func record[T any](ctx context.Context, ch chan<- received[T], m T) {
-	env, _ := edaruntime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env, at: time.Now()}
-}
-
 type contexts struct {
-	strconvs chan received[*names.Strconv]
-	inners   chan received[*names.Outer_Inner]
+	strconvs chan edatest.Received[*names.Strconv]
+	inners   chan edatest.Received[*names.Outer_Inner]
 }
 
 func (c *contexts) HandleStrconv(ctx context.Context, e *names.Strconv) error {
-	record(ctx, c.strconvs, e)
-	return nil
+	return edatest.Record(ctx, c.strconvs, e)
 }
 
 func (c *contexts) HandleOuter_Inner(ctx context.Context, e *names.Outer_Inner) error {
-	record(ctx, c.inners, e)
-	return nil
+	return edatest.Record(ctx, c.inners, e)
 }
 
 // flaky fails its first Time event and handles the retry.
 type flaky struct {
 	names.UnimplementedPublisherEventHandler
 	calls atomic.Int32
-	times chan received[*names.Time]
+	times chan edatest.Received[*names.Time]
 }
 
 func (f *flaky) HandleTime(ctx context.Context, e *names.Time) error {
 	n := f.calls.Add(1)
-	record(ctx, f.times, e)
+	if err := edatest.Record(ctx, f.times, e); err != nil {
+		return err
+	}
 	if n == 1 {
 		return errors.New("transient")
 	}
@@ -61,8 +50,8 @@ var (
 
 func TestEventsNamedLikeImports(t *testing.T) {
 	c := &contexts{
-		strconvs: make(chan received[*names.Strconv], 16),
-		inners:   make(chan received[*names.Outer_Inner], 16),
+		strconvs: make(chan edatest.Received[*names.Strconv], 16),
+		inners:   make(chan edatest.Received[*names.Outer_Inner], 16),
 	}
 	h := edatest.Start(t, func(r *edaruntime.Router) error {
 		return names.RegisterContextEventHandler(r, c)
@@ -77,19 +66,19 @@ func TestEventsNamedLikeImports(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := edatest.Receive(t, c.strconvs)
-	if s.msg.GetId() != "ctx-1" || s.env == nil || s.env.Type != names.StrconvEventType ||
-		s.env.Subject != "ctx-1" || s.env.AggregateType != names.ContextAggregateType {
-		t.Errorf("Strconv handled = %v, envelope %+v", s.msg, s.env)
+	if s.Msg.GetId() != "ctx-1" || s.Env == nil || s.Env.Type != names.StrconvEventType ||
+		s.Env.Subject != "ctx-1" || s.Env.AggregateType != names.ContextAggregateType {
+		t.Errorf("Strconv handled = %v, envelope %+v", s.Msg, s.Env)
 	}
 	in := edatest.Receive(t, c.inners)
-	if in.msg.GetId() != "ctx-2" || in.env == nil || in.env.Type != "golden.names.Outer.Inner" ||
-		in.env.Subject != "ctx-2" || in.env.AggregateType != names.ContextAggregateType {
-		t.Errorf("Outer.Inner handled = %v, envelope %+v", in.msg, in.env)
+	if in.Msg.GetId() != "ctx-2" || in.Env == nil || in.Env.Type != "golden.names.Outer.Inner" ||
+		in.Env.Subject != "ctx-2" || in.Env.AggregateType != names.ContextAggregateType {
+		t.Errorf("Outer.Inner handled = %v, envelope %+v", in.Msg, in.Env)
 	}
 }
 
 func TestTimeRetriedAfterItsInitialBackoff(t *testing.T) {
-	f := &flaky{times: make(chan received[*names.Time], 16)}
+	f := &flaky{times: make(chan edatest.Received[*names.Time], 16)}
 	h := edatest.Start(t, func(r *edaruntime.Router) error {
 		return names.RegisterPublisherEventHandler(r, f)
 	})
@@ -100,27 +89,24 @@ func TestTimeRetriedAfterItsInitialBackoff(t *testing.T) {
 	}
 	first := edatest.Receive(t, f.times)
 	second := edatest.Receive(t, f.times)
-	for _, got := range []received[*names.Time]{first, second} {
-		if got.msg.GetId() != -3 || got.env == nil || got.env.Type != names.TimeEventType ||
-			got.env.Subject != "-3" || got.env.AggregateType != names.PublisherAggregateType {
-			t.Errorf("Time handled = %v, envelope %+v", got.msg, got.env)
+	for _, got := range []edatest.Received[*names.Time]{first, second} {
+		if got.Msg.GetId() != -3 || got.Env == nil || got.Env.Type != names.TimeEventType ||
+			got.Env.Subject != "-3" || got.Env.AggregateType != names.PublisherAggregateType {
+			t.Errorf("Time handled = %v, envelope %+v", got.Msg, got.Env)
 		}
 	}
-	if first.env != nil && second.env != nil && first.env.ID != second.env.ID {
-		t.Errorf("retry handled message %s, first attempt %s: want the same message", second.env.ID, first.env.ID)
+	if first.Env != nil && second.Env != nil && first.Env.ID != second.Env.ID {
+		t.Errorf("retry handled message %s, first attempt %s: want the same message", second.Env.ID, first.Env.ID)
 	}
 	// The schema's initial_backoff of 1500ms, not the runtime's 100ms default.
-	if wait := second.at.Sub(first.at); wait < 1400*time.Millisecond {
+	if wait := second.At.Sub(first.At); wait < 1400*time.Millisecond {
 		t.Errorf("retried after %s, want the schema's initial backoff of 1.5s", wait)
 	}
 
 	if got := f.calls.Load(); got != 2 {
 		t.Errorf("HandleTime called %d times, want 2", got)
 	}
-	deadline := time.Now().Add(edatest.Timeout)
-	for h.Router.Stats().Handled != 1 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	edatest.Eventually(t, "the retry to be handled", func() bool { return h.Router.Stats().Handled == 1 })
 	if s := h.Router.Stats(); s.Retried != 1 || s.Handled != 1 || s.DeadLettered != 0 {
 		t.Errorf("stats = %+v, want 1 retry then handled", s)
 	}

@@ -11,26 +11,19 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received struct {
-	msg *optional.DeviceRegistered
-	env *runtime.Envelope
-}
-
 type devices struct {
 	optional.UnimplementedDeviceEventHandler
-	registered chan received
+	registered chan edatest.Received[*optional.DeviceRegistered]
 }
 
 func (d *devices) HandleDeviceRegistered(ctx context.Context, e *optional.DeviceRegistered) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	d.registered <- received{msg: e, env: env}
-	return nil
+	return edatest.Record(ctx, d.registered, e)
 }
 
 var _ optional.DeviceEventHandler = (*devices)(nil)
 
 func TestOptionalRoles(t *testing.T) {
-	d := &devices{registered: make(chan received, 16)}
+	d := &devices{registered: make(chan edatest.Received[*optional.DeviceRegistered], 16)}
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		return optional.RegisterDeviceEventHandler(r, d)
 	})
@@ -84,31 +77,31 @@ func TestOptionalRoles(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := edatest.Receive(t, d.registered)
-			if !proto.Equal(got.msg, tc.event) {
-				t.Errorf("handled %v, want %v", got.msg, tc.event)
+			if !proto.Equal(got.Msg, tc.event) {
+				t.Errorf("handled %v, want %v", got.Msg, tc.event)
 			}
 			// Presence survives the round trip.
-			if (got.msg.DeviceId == nil) != (tc.event.DeviceId == nil) || (got.msg.Trace == nil) != (tc.event.Trace == nil) {
-				t.Errorf("presence changed: sent %v, handled %v", tc.event, got.msg)
+			if (got.Msg.DeviceId == nil) != (tc.event.DeviceId == nil) || (got.Msg.Trace == nil) != (tc.event.Trace == nil) {
+				t.Errorf("presence changed: sent %v, handled %v", tc.event, got.Msg)
 			}
-			if got.env == nil {
+			if got.Env == nil {
 				t.Fatal("no envelope in the handler's context")
 			}
-			if got.env.Subject != tc.wantSubject {
-				t.Errorf("Subject = %q, want %q", got.env.Subject, tc.wantSubject)
+			if got.Env.Subject != tc.wantSubject {
+				t.Errorf("Subject = %q, want %q", got.Env.Subject, tc.wantSubject)
 			}
-			if got.env.PartitionKey != tc.wantSubject {
-				t.Errorf("PartitionKey = %q, want the subject %q", got.env.PartitionKey, tc.wantSubject)
+			if got.Env.PartitionKey != tc.wantSubject {
+				t.Errorf("PartitionKey = %q, want the subject %q", got.Env.PartitionKey, tc.wantSubject)
 			}
 			want := tc.wantCorrelation
 			if want == "" {
-				want = got.env.ID
+				want = got.Env.ID
 			}
-			if got.env.CorrelationID != want {
-				t.Errorf("CorrelationID = %q, want %q (event id %q)", got.env.CorrelationID, want, got.env.ID)
+			if got.Env.CorrelationID != want {
+				t.Errorf("CorrelationID = %q, want %q (event id %q)", got.Env.CorrelationID, want, got.Env.ID)
 			}
-			if got.env.Type != optional.DeviceRegisteredEventType || got.env.AggregateType != optional.DeviceAggregateType {
-				t.Errorf("envelope = %+v", *got.env)
+			if got.Env.Type != optional.DeviceRegisteredEventType || got.Env.AggregateType != optional.DeviceAggregateType {
+				t.Errorf("envelope = %+v", *got.Env)
 			}
 		})
 	}

@@ -22,17 +22,6 @@ const (
 	stockDeadLetters = "golden.options.stock_dead"
 )
 
-type received[T any] struct {
-	msg T
-	env *runtime.Envelope
-	at  time.Time
-}
-
-func record[T any](ctx context.Context, ch chan<- received[T], m T) {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env, at: time.Now()}
-}
-
 var errBroken = errors.New("warehouse offline")
 
 // warehouse records every message it handles and fails those its fail
@@ -40,11 +29,11 @@ var errBroken = errors.New("warehouse offline")
 type warehouse struct {
 	fail     func(proto.Message) bool
 	calls    atomic.Int32
-	counted  chan received[*options.StockCounted]
-	reserved chan received[*options.StockReserved]
-	reserves chan received[*options.ReserveStock]
-	releases chan received[*options.ReleaseStock]
-	audits   chan received[*options.AuditLogged]
+	counted  chan edatest.Received[*options.StockCounted]
+	reserved chan edatest.Received[*options.StockReserved]
+	reserves chan edatest.Received[*options.ReserveStock]
+	releases chan edatest.Received[*options.ReleaseStock]
+	audits   chan edatest.Received[*options.AuditLogged]
 }
 
 func newWarehouse(fail func(proto.Message) bool) *warehouse {
@@ -53,18 +42,22 @@ func newWarehouse(fail func(proto.Message) bool) *warehouse {
 	}
 	return &warehouse{
 		fail:     fail,
-		counted:  make(chan received[*options.StockCounted], 64),
-		reserved: make(chan received[*options.StockReserved], 64),
-		reserves: make(chan received[*options.ReserveStock], 64),
-		releases: make(chan received[*options.ReleaseStock], 64),
-		audits:   make(chan received[*options.AuditLogged], 64),
+		counted:  make(chan edatest.Received[*options.StockCounted], 64),
+		reserved: make(chan edatest.Received[*options.StockReserved], 64),
+		reserves: make(chan edatest.Received[*options.ReserveStock], 64),
+		releases: make(chan edatest.Received[*options.ReleaseStock], 64),
+		audits:   make(chan edatest.Received[*options.AuditLogged], 64),
 	}
 }
 
-// result counts a call and says how it ends; handlers call it before
-// recording, so that the count is up to date once a call is received.
-func (w *warehouse) result(m proto.Message) error {
+// handle is every handler of warehouse: it counts the call, records m on ch
+// and returns errBroken if w.fail picks m. It counts before recording, so
+// that the count is up to date once a call is received.
+func handle[T proto.Message](ctx context.Context, w *warehouse, ch chan<- edatest.Received[T], m T) error {
 	w.calls.Add(1)
+	if err := edatest.Record(ctx, ch, m); err != nil {
+		return err
+	}
 	if w.fail(m) {
 		return errBroken
 	}
@@ -72,33 +65,23 @@ func (w *warehouse) result(m proto.Message) error {
 }
 
 func (w *warehouse) HandleStockCounted(ctx context.Context, e *options.StockCounted) error {
-	err := w.result(e)
-	record(ctx, w.counted, e)
-	return err
+	return handle(ctx, w, w.counted, e)
 }
 
 func (w *warehouse) HandleStockReserved(ctx context.Context, e *options.StockReserved) error {
-	err := w.result(e)
-	record(ctx, w.reserved, e)
-	return err
+	return handle(ctx, w, w.reserved, e)
 }
 
 func (w *warehouse) HandleReserveStock(ctx context.Context, c *options.ReserveStock) error {
-	err := w.result(c)
-	record(ctx, w.reserves, c)
-	return err
+	return handle(ctx, w, w.reserves, c)
 }
 
 func (w *warehouse) HandleReleaseStock(ctx context.Context, c *options.ReleaseStock) error {
-	err := w.result(c)
-	record(ctx, w.releases, c)
-	return err
+	return handle(ctx, w, w.releases, c)
 }
 
 func (w *warehouse) HandleAuditLogged(ctx context.Context, e *options.AuditLogged) error {
-	err := w.result(e)
-	record(ctx, w.audits, e)
-	return err
+	return handle(ctx, w, w.audits, e)
 }
 
 var (
@@ -108,17 +91,6 @@ var (
 )
 
 func always(proto.Message) bool { return true }
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(edatest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func checkDeadLetter(t *testing.T, msg *message.Message, typ, topic, handler, attempts string) {
 	t.Helper()
@@ -169,25 +141,25 @@ func TestStockCountedOwnPolicy(t *testing.T) {
 	if got := w.calls.Load(); got != 4 {
 		t.Errorf("HandleStockCounted called %d times, want max_attempts 4", got)
 	}
-	var attempts []received[*options.StockCounted]
+	var attempts []edatest.Received[*options.StockCounted]
 	for range 4 {
 		attempts = append(attempts, edatest.Receive(t, w.counted))
 	}
 	first := attempts[0]
-	if !proto.Equal(first.msg, event) {
-		t.Errorf("handled %v, want %v", first.msg, event)
+	if !proto.Equal(first.Msg, event) {
+		t.Errorf("handled %v, want %v", first.Msg, event)
 	}
-	if env := first.env; env == nil || env.Type != "golden.StockCounted" || env.SchemaVersion != 3 ||
+	if env := first.Env; env == nil || env.Type != "golden.StockCounted" || env.SchemaVersion != 3 ||
 		env.Subject != "wh-1" || env.PartitionKey != "sku-1" || env.AggregateType != "golden.Warehouse" {
-		t.Errorf("envelope = %+v", first.env)
+		t.Errorf("envelope = %+v", first.Env)
 	}
 	// initial_backoff 250ms, multiplied by 1.5 per retry.
 	for i, want := range []time.Duration{250 * time.Millisecond, 375 * time.Millisecond, 562 * time.Millisecond} {
-		if wait := attempts[i+1].at.Sub(attempts[i].at); wait < want {
+		if wait := attempts[i+1].At.Sub(attempts[i].At); wait < want {
 			t.Errorf("retry %d after %s, want at least %s", i+1, wait, want)
 		}
 	}
-	eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
+	edatest.Eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
 	if s := h.Router.Stats(); s.Retried != 3 || s.Handled != 0 {
 		t.Errorf("stats = %+v, want 3 retries", s)
 	}
@@ -217,14 +189,14 @@ func TestStockReservedWithDeliveryOverridesPolicy(t *testing.T) {
 		t.Errorf("HandleStockReserved called %d times, want 2", got)
 	}
 	got := edatest.Receive(t, w.reserved)
-	if !proto.Equal(got.msg, event) {
-		t.Errorf("handled %v, want %v", got.msg, event)
+	if !proto.Equal(got.Msg, event) {
+		t.Errorf("handled %v, want %v", got.Msg, event)
 	}
-	if env := got.env; env == nil || env.Type != options.StockReservedEventType || env.SchemaVersion != 1 ||
+	if env := got.Env; env == nil || env.Type != options.StockReservedEventType || env.SchemaVersion != 1 ||
 		env.Subject != "wh-2" || env.CorrelationID != "order-9" {
-		t.Errorf("envelope = %+v, want correlation from order_id", got.env)
+		t.Errorf("envelope = %+v, want correlation from order_id", got.Env)
 	}
-	eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
+	edatest.Eventually(t, "the dead letter to be counted", func() bool { return h.Router.Stats().DeadLettered == 1 })
 	if s := h.Router.Stats(); s.Retried != 1 {
 		t.Errorf("stats = %+v, want 1 retry", s)
 	}
@@ -257,14 +229,14 @@ func TestStockCountedAliases(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := edatest.Receive(t, w.counted)
-		if !proto.Equal(got.msg, event) {
-			t.Errorf("%s handled as %v, want %v", alias, got.msg, event)
+		if !proto.Equal(got.Msg, event) {
+			t.Errorf("%s handled as %v, want %v", alias, got.Msg, event)
 		}
-		if got.env == nil || got.env.Type != alias {
-			t.Errorf("%s: envelope = %+v", alias, got.env)
+		if got.Env == nil || got.Env.Type != alias {
+			t.Errorf("%s: envelope = %+v", alias, got.Env)
 		}
 	}
-	eventually(t, "both to be handled", func() bool { return h.Router.Stats().Handled == 2 })
+	edatest.Eventually(t, "both to be handled", func() bool { return h.Router.Stats().Handled == 2 })
 	if s := h.Router.Stats(); s.Skipped != 0 || s.DeadLettered != 0 {
 		t.Errorf("stats = %+v, want the aliases handled, not skipped", s)
 	}
@@ -290,12 +262,12 @@ func TestReserveStockCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, w.reserves)
-	if !proto.Equal(got.msg, cmd) {
-		t.Errorf("handled %v, want %v", got.msg, cmd)
+	if !proto.Equal(got.Msg, cmd) {
+		t.Errorf("handled %v, want %v", got.Msg, cmd)
 	}
-	if env := got.env; env == nil || env.Type != "golden.ReserveStock" || env.SchemaVersion != 2 ||
+	if env := got.Env; env == nil || env.Type != "golden.ReserveStock" || env.SchemaVersion != 2 ||
 		env.Subject != "wh-4" || env.AggregateType != "golden.Warehouse" {
-		t.Errorf("envelope = %+v, want type golden.ReserveStock version 2", got.env)
+		t.Errorf("envelope = %+v, want type golden.ReserveStock version 2", got.Env)
 	}
 
 	// max_attempts 1: no retry; dead-lettered to the file's topic.
@@ -316,8 +288,8 @@ func TestReserveStockCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel := edatest.Receive(t, w.releases)
-	if !proto.Equal(rel.msg, release) || rel.env == nil || rel.env.Type != options.ReleaseStockCommandType || rel.env.SchemaVersion != 1 {
-		t.Errorf("ReleaseStock handled = %v, envelope %+v", rel.msg, rel.env)
+	if !proto.Equal(rel.Msg, release) || rel.Env == nil || rel.Env.Type != options.ReleaseStockCommandType || rel.Env.SchemaVersion != 1 {
+		t.Errorf("ReleaseStock handled = %v, envelope %+v", rel.Msg, rel.Env)
 	}
 }
 
@@ -331,7 +303,7 @@ func TestAuditLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, w.audits)
-	if !proto.Equal(got.msg, event) || got.env == nil || got.env.Type != options.AuditLoggedEventType || got.env.Subject != "" {
-		t.Errorf("AuditLogged handled = %v, envelope %+v", got.msg, got.env)
+	if !proto.Equal(got.Msg, event) || got.Env == nil || got.Env.Type != options.AuditLoggedEventType || got.Env.Subject != "" {
+		t.Errorf("AuditLogged handled = %v, envelope %+v", got.Msg, got.Env)
 	}
 }

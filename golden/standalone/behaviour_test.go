@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,49 +12,38 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received[T any] struct {
-	msg T
-	env *runtime.Envelope
-}
-
 // recorder implements every generated handler interface of the package and
 // pushes what it handles into channels.
 type recorder struct {
-	payments chan received[*standalone.PaymentReceived]
-	signups  chan received[*standalone.UserSignedUp]
-	deletes  chan received[*standalone.UserDeleted]
-	emails   chan received[*standalone.SendEmail]
+	payments chan edatest.Received[*standalone.PaymentReceived]
+	signups  chan edatest.Received[*standalone.UserSignedUp]
+	deletes  chan edatest.Received[*standalone.UserDeleted]
+	emails   chan edatest.Received[*standalone.SendEmail]
 }
 
 func newRecorder() *recorder {
 	return &recorder{
-		payments: make(chan received[*standalone.PaymentReceived], 16),
-		signups:  make(chan received[*standalone.UserSignedUp], 16),
-		deletes:  make(chan received[*standalone.UserDeleted], 16),
-		emails:   make(chan received[*standalone.SendEmail], 16),
+		payments: make(chan edatest.Received[*standalone.PaymentReceived], 16),
+		signups:  make(chan edatest.Received[*standalone.UserSignedUp], 16),
+		deletes:  make(chan edatest.Received[*standalone.UserDeleted], 16),
+		emails:   make(chan edatest.Received[*standalone.SendEmail], 16),
 	}
 }
 
-func record[T any](ctx context.Context, ch chan<- received[T], m T) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env}
-	return nil
-}
-
 func (r *recorder) HandlePaymentReceived(ctx context.Context, e *standalone.PaymentReceived) error {
-	return record(ctx, r.payments, e)
+	return edatest.Record(ctx, r.payments, e)
 }
 
 func (r *recorder) HandleUserSignedUp(ctx context.Context, e *standalone.UserSignedUp) error {
-	return record(ctx, r.signups, e)
+	return edatest.Record(ctx, r.signups, e)
 }
 
 func (r *recorder) HandleUserDeleted(ctx context.Context, e *standalone.UserDeleted) error {
-	return record(ctx, r.deletes, e)
+	return edatest.Record(ctx, r.deletes, e)
 }
 
 func (r *recorder) HandleSendEmail(ctx context.Context, c *standalone.SendEmail) error {
-	return record(ctx, r.emails, c)
+	return edatest.Record(ctx, r.emails, c)
 }
 
 var (
@@ -64,17 +52,6 @@ var (
 	_ standalone.UserDeletedHandler     = (*recorder)(nil)
 	_ standalone.SendEmailHandler       = (*recorder)(nil)
 )
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(edatest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func TestSharedTopicHandlersSkipEachOthersEvents(t *testing.T) {
 	if standalone.UserSignedUpTopic != "golden.users" || standalone.UserDeletedTopic != "golden.users" {
@@ -95,21 +72,21 @@ func TestSharedTopicHandlersSkipEachOthersEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	del := edatest.Receive(t, rec.deletes)
-	if del.msg.GetUserId() != "u-1" || del.env == nil || del.env.Type != standalone.UserDeletedEventType {
-		t.Errorf("UserDeleted handled = %v, envelope %+v", del.msg, del.env)
+	if del.Msg.GetUserId() != "u-1" || del.Env == nil || del.Env.Type != standalone.UserDeletedEventType {
+		t.Errorf("UserDeleted handled = %v, envelope %+v", del.Msg, del.Env)
 	}
 	// The UserSignedUp handler saw it too and skipped it.
-	eventually(t, "the UserSignedUp handler to skip UserDeleted", func() bool { return h.Router.Stats().Skipped == 1 })
+	edatest.Eventually(t, "the UserSignedUp handler to skip UserDeleted", func() bool { return h.Router.Stats().Skipped == 1 })
 
 	if err := standalone.NewUserSignedUpPublisher(h.Publisher).PublishUserSignedUp(ctx, &standalone.UserSignedUp{UserId: "u-2"}); err != nil {
 		t.Fatal(err)
 	}
 	up := edatest.Receive(t, rec.signups)
-	if up.msg.GetUserId() != "u-2" || up.env == nil || up.env.Type != standalone.UserSignedUpEventType {
-		t.Errorf("UserSignedUp handled = %v, envelope %+v", up.msg, up.env)
+	if up.Msg.GetUserId() != "u-2" || up.Env == nil || up.Env.Type != standalone.UserSignedUpEventType {
+		t.Errorf("UserSignedUp handled = %v, envelope %+v", up.Msg, up.Env)
 	}
-	eventually(t, "the UserDeleted handler to skip UserSignedUp", func() bool { return h.Router.Stats().Skipped == 2 })
-	eventually(t, "both events to be handled", func() bool { return h.Router.Stats().Handled == 2 })
+	edatest.Eventually(t, "the UserDeleted handler to skip UserSignedUp", func() bool { return h.Router.Stats().Skipped == 2 })
+	edatest.Eventually(t, "both events to be handled", func() bool { return h.Router.Stats().Handled == 2 })
 
 	if s := h.Router.Stats(); s.Handled != 2 || s.DeadLettered != 0 || s.Retried != 0 {
 		t.Errorf("stats = %+v, want 2 handled, 2 skipped", s)
@@ -136,8 +113,8 @@ func TestSecondHandlerOfSameEventNeedsWithName(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rec := range []*recorder{first, second} {
-		if got := edatest.Receive(t, rec.signups); got.msg.GetUserId() != "u-3" {
-			t.Errorf("handled %v, want user u-3", got.msg)
+		if got := edatest.Receive(t, rec.signups); got.Msg.GetUserId() != "u-3" {
+			t.Errorf("handled %v, want user u-3", got.Msg)
 		}
 	}
 }
@@ -156,13 +133,13 @@ func TestPaymentReceivedEnvelopeFromFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, rec.payments)
-	if !proto.Equal(got.msg, payment) {
-		t.Errorf("handled %v, want %v", got.msg, payment)
+	if !proto.Equal(got.Msg, payment) {
+		t.Errorf("handled %v, want %v", got.Msg, payment)
 	}
-	if got.env == nil {
+	if got.Env == nil {
 		t.Fatal("no envelope in the handler's context")
 	}
-	env := got.env
+	env := got.Env
 	if env.Type != standalone.PaymentReceivedEventType {
 		t.Errorf("Type = %q", env.Type)
 	}
@@ -180,8 +157,8 @@ func TestPaymentReceivedEnvelopeFromFields(t *testing.T) {
 	if err := pub.PublishPaymentReceived(ctx, &standalone.PaymentReceived{PaymentId: "pay-2"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := edatest.Receive(t, rec.payments); got.env == nil || got.env.CorrelationID != "from-context" || got.env.Subject != "pay-2" {
-		t.Errorf("envelope without checkout_id = %+v, want correlation from-context", got.env)
+	if got := edatest.Receive(t, rec.payments); got.Env == nil || got.Env.CorrelationID != "from-context" || got.Env.Subject != "pay-2" {
+		t.Errorf("envelope without checkout_id = %+v, want correlation from-context", got.Env)
 	}
 }
 
@@ -195,14 +172,14 @@ func TestSendEmailCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := edatest.Receive(t, rec.emails)
-	if !proto.Equal(got.msg, cmd) {
-		t.Errorf("handled %v, want %v", got.msg, cmd)
+	if !proto.Equal(got.Msg, cmd) {
+		t.Errorf("handled %v, want %v", got.Msg, cmd)
 	}
-	if got.env == nil || got.env.Type != standalone.SendEmailCommandType || got.env.Subject != "" || got.env.AggregateType != "" {
-		t.Errorf("envelope = %+v, want type %s and no subject or aggregate", got.env, standalone.SendEmailCommandType)
+	if got.Env == nil || got.Env.Type != standalone.SendEmailCommandType || got.Env.Subject != "" || got.Env.AggregateType != "" {
+		t.Errorf("envelope = %+v, want type %s and no subject or aggregate", got.Env, standalone.SendEmailCommandType)
 	}
 	// A first message correlates with itself.
-	if got.env != nil && got.env.CorrelationID != got.env.ID {
-		t.Errorf("CorrelationID = %q, want the message's own id %q", got.env.CorrelationID, got.env.ID)
+	if got.Env != nil && got.Env.CorrelationID != got.Env.ID {
+		t.Errorf("CorrelationID = %q, want the message's own id %q", got.Env.CorrelationID, got.Env.ID)
 	}
 }

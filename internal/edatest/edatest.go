@@ -1,6 +1,8 @@
 // Package edatest runs generated code against the embedded bus in tests: a
 // mem bus, a runtime.Publisher and a running runtime.Router, closed when the
-// test ends.
+// test ends. It also has the plumbing handlers and tests share: Record, to
+// hand what a handler was called with to the test, and Receive and
+// Eventually, to wait for it.
 package edatest
 
 import (
@@ -94,5 +96,46 @@ func Receive[T any](t testing.TB, ch <-chan T) T {
 		t.Fatalf("nothing received within %s", Timeout)
 		var zero T
 		return zero
+	}
+}
+
+// Received is one message a handler was called with, the envelope its
+// context carried (nil if none) and when the handler was called.
+type Received[T any] struct {
+	Msg T
+	Env *runtime.Envelope
+	At  time.Time
+}
+
+// Record sends m, with the envelope of ctx and the time now, to ch, for the
+// test to Receive. It waits while ch is full and returns ctx.Err() if ctx
+// ends first; otherwise it returns nil, so that a handler can return what
+// Record returns.
+func Record[T any](ctx context.Context, ch chan<- Received[T], m T) error {
+	env, _ := runtime.EnvelopeFrom(ctx)
+	r := Received[T]{Msg: m, Env: env, At: time.Now()}
+	select {
+	case ch <- r:
+		return nil
+	default:
+	}
+	select {
+	case ch <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Eventually polls cond every millisecond until it holds, failing the test
+// with "timed out waiting for " what if it does not within Timeout.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -10,31 +10,28 @@ import (
 )
 
 type retired struct {
-	got chan *commonpb.CurrencyRetired
-	env chan *runtime.Envelope
+	got chan edatest.Received[*commonpb.CurrencyRetired]
 }
 
 func (r *retired) HandleCurrencyRetired(ctx context.Context, e *commonpb.CurrencyRetired) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	r.got <- e
-	r.env <- env
-	return nil
+	return edatest.Record(ctx, r.got, e)
 }
 
 var _ commonpb.CurrencyRetiredHandler = (*retired)(nil)
 
 func TestCurrencyRetired(t *testing.T) {
-	rec := &retired{got: make(chan *commonpb.CurrencyRetired, 16), env: make(chan *runtime.Envelope, 16)}
+	rec := &retired{got: make(chan edatest.Received[*commonpb.CurrencyRetired], 16)}
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		return commonpb.RegisterCurrencyRetiredHandler(r, rec)
 	})
 	if err := commonpb.NewCurrencyRetiredPublisher(h.Publisher).PublishCurrencyRetired(context.Background(), &commonpb.CurrencyRetired{Currency: "FRF"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := edatest.Receive(t, rec.got); got.GetCurrency() != "FRF" {
-		t.Errorf("handled %v, want currency FRF", got)
+	got := edatest.Receive(t, rec.got)
+	if got.Msg.GetCurrency() != "FRF" {
+		t.Errorf("handled %v, want currency FRF", got.Msg)
 	}
-	env := edatest.Receive(t, rec.env)
+	env := got.Env
 	if env == nil {
 		t.Fatal("no envelope in the handler's context")
 	}

@@ -14,28 +14,17 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
-type received[T any] struct {
-	msg T
-	env *runtime.Envelope
-}
-
-func record[T any](ctx context.Context, ch chan<- received[T], m T) error {
-	env, _ := runtime.EnvelopeFrom(ctx)
-	ch <- received[T]{msg: m, env: env}
-	return nil
-}
-
 type invoices struct {
-	issued  chan received[*orderspb.InvoiceIssued]
-	retired chan received[*commonpb.CurrencyRetired]
+	issued  chan edatest.Received[*orderspb.InvoiceIssued]
+	retired chan edatest.Received[*commonpb.CurrencyRetired]
 }
 
 func (i *invoices) HandleInvoiceIssued(ctx context.Context, e *orderspb.InvoiceIssued) error {
-	return record(ctx, i.issued, e)
+	return edatest.Record(ctx, i.issued, e)
 }
 
 func (i *invoices) HandleCurrencyRetired(ctx context.Context, e *commonpb.CurrencyRetired) error {
-	return record(ctx, i.retired, e)
+	return edatest.Record(ctx, i.retired, e)
 }
 
 var (
@@ -48,8 +37,8 @@ var (
 // other package's event in one router.
 func TestInvoiceIssuedRoundTrip(t *testing.T) {
 	inv := &invoices{
-		issued:  make(chan received[*orderspb.InvoiceIssued], 16),
-		retired: make(chan received[*commonpb.CurrencyRetired], 16),
+		issued:  make(chan edatest.Received[*orderspb.InvoiceIssued], 16),
+		retired: make(chan edatest.Received[*commonpb.CurrencyRetired], 16),
 	}
 	h := edatest.Start(t, func(r *runtime.Router) error {
 		if err := orderspb.RegisterInvoiceEventHandler(r, inv); err != nil {
@@ -74,18 +63,18 @@ func TestInvoiceIssuedRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := edatest.Receive(t, inv.issued)
-			if !proto.Equal(got.msg, event) {
-				t.Errorf("handled %v, want %v", got.msg, event)
+			if !proto.Equal(got.Msg, event) {
+				t.Errorf("handled %v, want %v", got.Msg, event)
 			}
-			if got.msg.GetTotal().GetCurrency() != "EUR" || got.msg.GetTotal().GetUnits() != -12345 {
-				t.Errorf("Total = %v", got.msg.GetTotal())
+			if got.Msg.GetTotal().GetCurrency() != "EUR" || got.Msg.GetTotal().GetUnits() != -12345 {
+				t.Errorf("Total = %v", got.Msg.GetTotal())
 			}
-			if !got.msg.GetDue().AsTime().Equal(due) {
-				t.Errorf("Due = %v, want %v", got.msg.GetDue().AsTime(), due)
+			if !got.Msg.GetDue().AsTime().Equal(due) {
+				t.Errorf("Due = %v, want %v", got.Msg.GetDue().AsTime(), due)
 			}
-			if got.env == nil || got.env.Type != orderspb.InvoiceIssuedEventType || got.env.Subject != "inv-1" ||
-				got.env.AggregateType != orderspb.InvoiceAggregateType || got.env.ContentType != codec.ContentType() {
-				t.Errorf("envelope = %+v", got.env)
+			if got.Env == nil || got.Env.Type != orderspb.InvoiceIssuedEventType || got.Env.Subject != "inv-1" ||
+				got.Env.AggregateType != orderspb.InvoiceAggregateType || got.Env.ContentType != codec.ContentType() {
+				t.Errorf("envelope = %+v", got.Env)
 			}
 		})
 	}
@@ -93,8 +82,8 @@ func TestInvoiceIssuedRoundTrip(t *testing.T) {
 	if err := commonpb.NewCurrencyRetiredPublisher(h.Publisher).PublishCurrencyRetired(context.Background(), &commonpb.CurrencyRetired{Currency: "DEM"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := edatest.Receive(t, inv.retired); got.msg.GetCurrency() != "DEM" || got.env == nil || got.env.Subject != "DEM" {
-		t.Errorf("CurrencyRetired handled = %v, envelope %+v", got.msg, got.env)
+	if got := edatest.Receive(t, inv.retired); got.Msg.GetCurrency() != "DEM" || got.Env == nil || got.Env.Subject != "DEM" {
+		t.Errorf("CurrencyRetired handled = %v, envelope %+v", got.Msg, got.Env)
 	}
 	if s := h.Router.Stats(); s.DeadLettered != 0 || s.Skipped != 0 {
 		t.Errorf("stats = %+v", s)
