@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -62,12 +64,20 @@ type Envelope struct {
 	Traceparent string
 }
 
-// EnvelopeOf reads the envelope from a Watermill message's metadata. The
-// message UUID stands in for a missing ce_id. Malformed numbers and times
-// read as zero: the envelope describes, it does not validate.
+// EnvelopeOf reads the envelope from a Watermill message's metadata. Missing
+// attributes take their documented defaults: the message UUID for the id,
+// the id for the correlation id, the subject for the partition key, 1 for the
+// schema version. A malformed time or sequence reads as zero: the envelope
+// describes, it does not validate.
 func EnvelopeOf(msg *message.Message) *Envelope {
+	env := new(Envelope)
+	readEnvelope(msg, env)
+	return env
+}
+
+func readEnvelope(msg *message.Message, env *Envelope) {
 	md := msg.Metadata
-	env := &Envelope{
+	*env = Envelope{
 		ID:            md.Get(MetaID),
 		Type:          md.Get(MetaType),
 		Source:        md.Get(MetaSource),
@@ -82,17 +92,54 @@ func EnvelopeOf(msg *message.Message) *Envelope {
 	if env.ID == "" {
 		env.ID = msg.UUID
 	}
-	if v, err := strconv.ParseUint(md.Get(MetaSchemaVersion), 10, 32); err == nil {
-		env.SchemaVersion = uint32(v)
+	// Attributes equal to their default are left out by the publisher.
+	env.SchemaVersion = 1
+	if s := md.Get(MetaSchemaVersion); s != "" {
+		if v, err := strconv.ParseUint(s, 10, 32); err == nil {
+			env.SchemaVersion = uint32(v)
+		}
 	}
-	if v, err := strconv.ParseUint(md.Get(MetaSequence), 10, 64); err == nil {
-		env.Sequence = v
+	if env.CorrelationID == "" {
+		env.CorrelationID = env.ID
 	}
-	if t, err := time.Parse(time.RFC3339Nano, md.Get(MetaTime)); err == nil {
-		env.Time = t
+	if env.PartitionKey == "" {
+		env.PartitionKey = env.Subject
 	}
-	return env
+	if s := md.Get(MetaSequence); s != "" {
+		if v, err := strconv.ParseUint(s, 10, 64); err == nil {
+			env.Sequence = v
+		}
+	}
+	if s := md.Get(MetaTime); s != "" {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			env.Time = t
+		}
+	}
 }
+
+// handlerContext is a handler's context: the message's context carrying the
+// handled message, in one allocation. The envelope is parsed on first use,
+// so a handler that never asks for it does not pay for parsing the time.
+type handlerContext struct {
+	context.Context
+	msg  *message.Message
+	once sync.Once
+	env  Envelope
+}
+
+func (c *handlerContext) Value(key any) any {
+	switch key.(type) {
+	case envelopeKey:
+		c.once.Do(func() { readEnvelope(c.msg, &c.env) })
+		return &c.env
+	case handledKey:
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// handledKey finds the handlerContext under contexts derived from it.
+type handledKey struct{}
 
 type envelopeKey struct{}
 type correlationKey struct{}
@@ -122,6 +169,15 @@ func WithCorrelationID(ctx context.Context, id string) context.Context {
 // correlationFrom returns the correlation and causation ids for a message
 // published with ctx.
 func correlationFrom(ctx context.Context) (correlationID, causationID, traceparent string) {
+	if hc, ok := ctx.Value(handledKey{}).(*handlerContext); ok {
+		// The three attributes needed, read without parsing the envelope.
+		md := hc.msg.Metadata
+		id := md.Get(MetaID)
+		if id == "" {
+			id = hc.msg.UUID
+		}
+		return cmp.Or(md.Get(MetaCorrelationID), id), id, md.Get(MetaTraceparent)
+	}
 	if env, ok := EnvelopeFrom(ctx); ok {
 		correlationID = env.CorrelationID
 		if correlationID == "" {

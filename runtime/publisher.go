@@ -86,9 +86,11 @@ type Outgoing struct {
 	Message proto.Message
 }
 
-// envelopeSize is the number of metadata entries Publish writes, so the map
-// is allocated once at its final size.
-const envelopeSize = 12
+// envelopeSize bounds the metadata entries Publish usually writes. A Go map
+// holds 8 entries in one group; past that every copy of the metadata (and
+// brokers copy it) allocates more, which is why attributes equal to their
+// documented default are left out (see Publisher.NewMessage).
+const envelopeSize = 8
 
 // Publish encodes out.Message and publishes it on t.Topic with a new envelope.
 // The correlation id comes from out, else from the message being handled in
@@ -107,6 +109,11 @@ func (p *Publisher) Publish(ctx context.Context, t *MessageType, out Outgoing) e
 
 // NewMessage builds the Watermill message Publish would publish, for code that
 // publishes it itself (an outbox writing it in a transaction, for instance).
+//
+// Attributes equal to their documented default are not written, to keep the
+// metadata small: the schema version when it is 1, the correlation id when it
+// is the message's own id, the partition key when it is the subject.
+// EnvelopeOf restores them.
 func (p *Publisher) NewMessage(ctx context.Context, t *MessageType, out Outgoing) (*message.Message, error) {
 	if out.Message == nil {
 		return nil, fmt.Errorf("publish %s: nil message", t.Name)
@@ -137,10 +144,16 @@ func (p *Publisher) NewMessage(ctx context.Context, t *MessageType, out Outgoing
 	md[MetaSource] = p.cfg.Source
 	md[MetaTime] = p.cfg.Now().UTC().Format(time.RFC3339Nano)
 	md[MetaContentType] = p.cfg.Codec.ContentType()
-	md[MetaSchemaVersion] = strconv.FormatUint(uint64(t.Version), 10)
-	md[MetaCorrelationID] = correlationID
+	if t.Version > 1 {
+		md[MetaSchemaVersion] = strconv.FormatUint(uint64(t.Version), 10)
+	}
+	if correlationID != id {
+		md[MetaCorrelationID] = correlationID
+	}
 	setIf(md, MetaSubject, out.Subject)
-	setIf(md, MetaPartitionKey, partitionKey)
+	if partitionKey != out.Subject {
+		md[MetaPartitionKey] = partitionKey
+	}
 	setIf(md, MetaCausationID, causationID)
 	setIf(md, MetaAggregateType, t.AggregateType)
 	setIf(md, MetaTraceparent, traceparent)

@@ -132,12 +132,17 @@ func TestPublisherStampsEnvelope(t *testing.T) {
 		runtime.MetaSubject:       "o-1",
 		runtime.MetaContentType:   runtime.ContentTypeProtobuf,
 		runtime.MetaSchemaVersion: "2",
-		runtime.MetaCorrelationID: id, // a new flow: correlated with itself
 		runtime.MetaAggregateType: "shop.orders.v1.Order",
-		runtime.MetaPartitionKey:  "o-1",
+		// Left out as equal to their defaults: the correlation id (a new
+		// flow is correlated with itself) and the partition key (the
+		// subject).
 	}
 	if !maps.Equal(map[string]string(md), want) {
 		t.Errorf("metadata =\n%v\nwant\n%v", md, want)
+	}
+	// Reading restores the defaults.
+	if env := runtime.EnvelopeOf(msg); env.CorrelationID != id || env.PartitionKey != "o-1" || env.SchemaVersion != 2 {
+		t.Errorf("EnvelopeOf = %+v, want correlation %s, partition key o-1, version 2", env, id)
 	}
 
 	var got wrapperspb.StringValue
@@ -187,15 +192,24 @@ func TestPublisherSubjectPartitionKeyAndAggregateType(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The partition key is written only when it differs from the
+			// subject, its default.
+			wantKeyMeta := tt.wantKey
+			if wantKeyMeta == tt.wantSubject {
+				wantKeyMeta = ""
+			}
 			for key, want := range map[string]string{
 				runtime.MetaSubject:       tt.wantSubject,
-				runtime.MetaPartitionKey:  tt.wantKey,
+				runtime.MetaPartitionKey:  wantKeyMeta,
 				runtime.MetaAggregateType: tt.wantAggregate,
 			} {
 				got, present := msg.Metadata[key]
 				if got != want || present != (want != "") {
 					t.Errorf("%s = %q (present %v), want %q (absent when empty)", key, got, present, want)
 				}
+			}
+			if env := runtime.EnvelopeOf(msg); env.PartitionKey != tt.wantKey {
+				t.Errorf("EnvelopeOf(...).PartitionKey = %q, want %q", env.PartitionKey, tt.wantKey)
 			}
 		})
 	}
@@ -234,8 +248,12 @@ func TestPublisherCorrelation(t *testing.T) {
 				want = msg.UUID
 			}
 			md := msg.Metadata
-			if got := md.Get(runtime.MetaCorrelationID); got != want {
+			if got := runtime.EnvelopeOf(msg).CorrelationID; got != want {
 				t.Errorf("correlation id = %q, want %q", got, want)
+			}
+			// A correlation equal to the message's own id is not written.
+			if _, written := md[runtime.MetaCorrelationID]; written != (want != msg.UUID) {
+				t.Errorf("eda_correlationid written = %v, want %v", written, want != msg.UUID)
 			}
 			if got, ok := md[runtime.MetaCausationID]; got != tt.wantCausation || ok != (tt.wantCausation != "") {
 				t.Errorf("causation id = %q (present %v), want %q", got, ok, tt.wantCausation)
@@ -344,8 +362,8 @@ func TestPublisherCustomID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.UUID != "id-1" || msg.Metadata.Get(runtime.MetaID) != "id-1" || msg.Metadata.Get(runtime.MetaCorrelationID) != "id-1" {
-		t.Errorf("uuid %q, ce_id %q, correlation %q; want id-1 for all", msg.UUID, msg.Metadata.Get(runtime.MetaID), msg.Metadata.Get(runtime.MetaCorrelationID))
+	if corr := runtime.EnvelopeOf(msg).CorrelationID; msg.UUID != "id-1" || msg.Metadata.Get(runtime.MetaID) != "id-1" || corr != "id-1" {
+		t.Errorf("uuid %q, ce_id %q, correlation %q; want id-1 for all", msg.UUID, msg.Metadata.Get(runtime.MetaID), corr)
 	}
 }
 
@@ -409,8 +427,8 @@ func TestEnvelopeOfLenient(t *testing.T) {
 	if env.ID != "uuid-1" {
 		t.Errorf("ID = %q, want the message UUID when ce_id is missing", env.ID)
 	}
-	if env.SchemaVersion != 0 || !env.Time.IsZero() {
-		t.Errorf("malformed values read as %d and %v, want zero", env.SchemaVersion, env.Time)
+	if env.SchemaVersion != 1 || !env.Time.IsZero() {
+		t.Errorf("malformed values read as %d and %v, want the default version 1 and a zero time", env.SchemaVersion, env.Time)
 	}
 	if env.Sequence != 42 {
 		t.Errorf("Sequence = %d, want 42", env.Sequence)

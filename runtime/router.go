@@ -285,8 +285,7 @@ func (r *Router) dispatch(handler, topic string, routes map[string]*route, msg *
 		r.cfg.Logger.Debug("Skipping message of a type this handler does not know", watermill.LogFields{"handler": handler, "type": typ, "message_uuid": msg.UUID})
 		return nil
 	}
-	env := EnvelopeOf(msg)
-	ctx := WithEnvelope(msg.Context(), env)
+	var ctx context.Context = &handlerContext{Context: msg.Context(), msg: msg}
 	p := rt.policy
 	var err error
 	for attempt := 1; ; attempt++ {
