@@ -124,14 +124,16 @@ type handlerContext struct {
 	context.Context
 	msg  *message.Message
 	once sync.Once
-	env  Envelope
+	// env is allocated on first use: an Envelope is a few hundred bytes, and
+	// most handlers never look at it.
+	env *Envelope
 }
 
 func (c *handlerContext) Value(key any) any {
 	switch key.(type) {
 	case envelopeKey:
-		c.once.Do(func() { readEnvelope(c.msg, &c.env) })
-		return &c.env
+		c.once.Do(func() { c.env = EnvelopeOf(c.msg) })
+		return c.env
 	case handledKey:
 		return c
 	}
