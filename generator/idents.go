@@ -1,9 +1,10 @@
 package generator
 
 import (
-	"github.com/protoc-gen-eda/eda/generator/model"
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/protoc-gen-eda/eda/generator/model"
 )
 
 // Generated identifiers must not clash with protoc-gen-go's or with each
