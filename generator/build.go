@@ -258,7 +258,7 @@ func (b *builder) message(a *annotated, defaults *edav1.FileOptions) *model.Mess
 		case ref.kind() != "aggregate":
 			b.errorf(a.msg.Desc, subject, append(path, optAggRef), "aggregate %q names %s, which is not an aggregate: annotate it with (eda.v1.message).aggregate", o.aggregate, ref.subject())
 		case !ref.file.Generate:
-			b.errorf(a.msg.Desc, subject, append(path, optAggRef), "aggregate %s is declared in %s, which is not being generated: generate the aggregate's file together with its events and commands", ref.msg.Desc.FullName(), ref.file.Desc.Path())
+			b.errorf(a.msg.Desc, subject, append(path, optAggRef), "aggregate %s is declared in %s, which is not being generated: generate the aggregate's file together with its events and commands (with buf, whose default runs a plugin once per directory, keep them in one directory or set strategy: all)", ref.msg.Desc.FullName(), ref.file.Desc.Path())
 		default:
 			m.Aggregate = b.aggregate(ref)
 			if kind == model.Event {

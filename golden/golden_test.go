@@ -85,6 +85,11 @@ func TestGoldenErrors(t *testing.T) {
 		t.Run(e.Name(), func(t *testing.T) {
 			dir := filepath.Join(root, e.Name())
 			files := protoFiles(t, dir, ".")
+			// generate.txt, when present, lists the files to generate; the
+			// others are only imported.
+			if b, err := os.ReadFile(filepath.Join(dir, "generate.txt")); err == nil {
+				files = strings.Fields(string(b))
+			}
 			param := ""
 			if b, err := os.ReadFile(filepath.Join(dir, "params.txt")); err == nil {
 				param = strings.TrimSpace(string(b))
