@@ -23,14 +23,16 @@
 //     to end. BenchmarkProtocOrders runs the plugin binary through protoc
 //     when protoc is on PATH.
 //
-// Run them from the repository root (about two minutes on two cores):
+// Run them from the repository root (about two and a half minutes on two
+// cores), then benchstat from outside the module, so that `go run` leaves
+// go.mod alone; 6 samples or more give confidence intervals:
 //
-//	go test -run '^$' -bench . -benchmem -count 5 ./benchmarks/ | tee /tmp/bench.txt
-//	go run golang.org/x/perf/cmd/benchstat@latest /tmp/bench.txt
+//	go test -run '^$' -bench . -benchmem -count 6 ./benchmarks/ | tee /tmp/bench-final.txt
+//	cd /tmp && go run golang.org/x/perf/cmd/benchstat@latest /tmp/bench-final.txt
 //
 // One benchmark at a time, for instance only the round trips:
 //
-//	go test -run '^$' -bench RoundTrip -benchmem -count 5 ./benchmarks/
+//	go test -run '^$' -bench RoundTrip -benchmem -count 6 ./benchmarks/
 //
 // Compare medians, not single runs: two cores shared with anything else make
 // single runs noisy. The benchmarks are never run as tests (there are no

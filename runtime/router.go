@@ -257,10 +257,16 @@ func (r *Router) AddHandler(spec HandlerSpec, opts ...HandlerOption) error {
 	// subscriber does, which retries in place and MaxInFlight rely on.
 	slot := make(chan struct{}, 1)
 	r.router.AddConsumerHandler(spec.Name, spec.Topic, sub, func(msg *message.Message) error {
+		// Try the free slot first: evaluating Done on the cancellable context
+		// Watermill gives every message allocates its channel.
 		select {
 		case slot <- struct{}{}:
-		case <-msg.Context().Done():
-			return msg.Context().Err()
+		default:
+			select {
+			case slot <- struct{}{}:
+			case <-msg.Context().Done():
+				return msg.Context().Err()
+			}
 		}
 		defer func() { <-slot }()
 		if err := throttle.wait(msg.Context()); err != nil {
