@@ -280,14 +280,7 @@ func TestGenerateSelectedFiles(t *testing.T) {
 				t.Fatalf("exit status %d\n%s", code, stderr)
 			}
 			got := readTree(t, filepath.Join(dir, "gen"))
-			if files := slices.Sorted(maps.Keys(got)); !slices.Equal(files, tt.want) {
-				t.Fatalf("generated %v, want %v", files, tt.want)
-			}
-			for f, content := range got {
-				if content != full[f] {
-					t.Errorf("%s differs from the full run's", f)
-				}
-			}
+			checkSubset(t, got, tt.want, full, "the full run's")
 		})
 	}
 }
@@ -419,14 +412,7 @@ func TestGenerateFlagMode(t *testing.T) {
 				t.Fatalf("exit status %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 			}
 			got := readTree(t, out)
-			if files := slices.Sorted(maps.Keys(got)); !slices.Equal(files, tt.want) {
-				t.Fatalf("generated %v, want %v", files, tt.want)
-			}
-			for f, content := range got {
-				if content != full[f] {
-					t.Errorf("%s differs from buf mode's", f)
-				}
-			}
+			checkSubset(t, got, tt.want, full, "buf mode's")
 		})
 	}
 }
@@ -831,5 +817,19 @@ func TestGenerateDepsNote(t *testing.T) {
 	}
 	if files := listFiles(t, filepath.Join(dir, "gen")); len(files) > 0 {
 		t.Errorf("wrote %v despite the error", files)
+	}
+}
+
+// checkSubset checks that got holds exactly the files want, each with the
+// content it has in full, the output of the reference run named by ref.
+func checkSubset(t *testing.T, got map[string]string, want []string, full map[string]string, ref string) {
+	t.Helper()
+	if files := slices.Sorted(maps.Keys(got)); !slices.Equal(files, want) {
+		t.Fatalf("generated %v, want %v", files, want)
+	}
+	for f, content := range got {
+		if content != full[f] {
+			t.Errorf("%s differs from %s", f, ref)
+		}
 	}
 }
