@@ -259,6 +259,8 @@ func (b *builder) message(a *annotated, defaults *edav1.FileOptions) *model.Mess
 			b.errorf(a.msg.Desc, subject, append(path, optAggRef), "aggregate %q names %s, which is not an aggregate: annotate it with (eda.v1.message).aggregate", o.aggregate, ref.subject())
 		case !ref.file.Generate:
 			b.errorf(a.msg.Desc, subject, append(path, optAggRef), "aggregate %s is declared in %s, which is not being generated: generate the aggregate's file together with its events and commands (with buf, whose default runs a plugin once per directory, keep them in one directory or set strategy: all)", ref.msg.Desc.FullName(), ref.file.Desc.Path())
+		case ref.file.GoImportPath != a.file.GoImportPath:
+			b.errorf(a.msg.Desc, subject, append(path, optAggRef), "aggregate %s is in Go package %s, this %s in %s: the aggregate's generated code adds methods to its events and commands, so give them the aggregate's go_package", ref.msg.Desc.FullName(), ref.file.GoImportPath, kind, a.file.GoImportPath)
 		default:
 			m.Aggregate = b.aggregate(ref)
 			if kind == model.Event {
@@ -318,6 +320,10 @@ func (b *builder) message(a *annotated, defaults *edav1.FileOptions) *model.Mess
 		m.Correlation = envelopeField(f)
 	}
 	m.Delivery = b.delivery(a, subject, path, defaults.GetDelivery(), o.delivery)
+	m.RetryOnConflict = o.retryOnConflict
+	if o.retryOnConflict && o.aggregate == "" {
+		b.errorf(a.msg.Desc, subject, append(path, optRetry), "retry_on_conflict is set but the command has no aggregate: only an aggregate's repository runs commands again; set aggregate or remove it")
+	}
 	m.Names = messageNames(kind, a.msg.GoIdent.GoName, typeName, m.Aggregate == nil)
 	return m
 }
@@ -328,14 +334,15 @@ type settings struct {
 	aliases                    []string
 	version                    uint32
 	delivery                   *edav1.DeliveryPolicy
+	retryOnConflict            bool
 }
 
 func messageSettings(opts *edav1.MessageOptions) settings {
 	if e := opts.GetEvent(); e != nil {
-		return settings{e.GetType(), e.GetTopic(), e.GetAggregate(), e.GetAliases(), e.GetVersion(), e.GetDelivery()}
+		return settings{e.GetType(), e.GetTopic(), e.GetAggregate(), e.GetAliases(), e.GetVersion(), e.GetDelivery(), false}
 	}
 	c := opts.GetCommand()
-	return settings{c.GetType(), c.GetTopic(), c.GetAggregate(), c.GetAliases(), c.GetVersion(), c.GetDelivery()}
+	return settings{c.GetType(), c.GetTopic(), c.GetAggregate(), c.GetAliases(), c.GetVersion(), c.GetDelivery(), c.GetRetryOnConflict()}
 }
 
 // useTopic enforces the topic rules: a topic carries events or commands, not

@@ -2,6 +2,7 @@ package generator
 
 import (
 	"strings"
+	"unicode"
 
 	"github.com/protoc-gen-eda/eda/generator/model"
 )
@@ -39,7 +40,37 @@ func aggregateNames(goName, typeName string) model.AggregateNames {
 		RegisterCommandHandler:      "Register" + b + "CommandHandler",
 		EventsHandlerName:           typeName + ".events",
 		CommandsHandlerName:         typeName + ".commands",
+		Event:                       b + "Event",
+		Command:                     b + "Command",
+		EventMethod:                 lowerFirst(b) + "Event",
+		CommandMethod:               lowerFirst(b) + "Command",
+		Behaviour:                   b + "Aggregate",
+		EventSpecs:                  "_" + b + "_EventSpecs",
+		Spec:                        "_" + b + "_Spec",
+		Decide:                      "_" + b + "_Decide",
+		Repository:                  b + "Repository",
+		NewRepository:               "New" + b + "Repository",
+		Scenario:                    b + "Scenario",
+		NewScenario:                 "New" + b + "Scenario",
 	}
+}
+
+// lowerFirst lowers a Go name's leading capital, or its leading initialism
+// (HTTPOrder -> httpOrder), for an unexported method name.
+func lowerFirst(s string) string {
+	r := []rune(s)
+	n := 0
+	for n < len(r) && unicode.IsUpper(r[n]) {
+		n++
+	}
+	if n > 1 && n < len(r) {
+		// Keep the capital that starts the next word: HTTPOrder -> httpOrder.
+		n--
+	}
+	for i := range n {
+		r[i] = unicode.ToLower(r[i])
+	}
+	return string(r)
 }
 
 // defaultAggregateTopics are the topics of an aggregate that sets none.
@@ -51,6 +82,7 @@ func messageNames(kind model.Kind, goName, typeName string, standalone bool) mod
 	n := model.MessageNames{
 		Info:          "_" + goName + "_MessageType",
 		HandlerMethod: "Handle" + goName,
+		ApplyMethod:   "Apply" + goName,
 	}
 	switch kind {
 	case model.Event:
@@ -93,6 +125,12 @@ func aggregateIdents(a *model.Aggregate) []string {
 	}
 	if len(a.Commands) > 0 {
 		ids = append(ids, x.CommandsTopicConst, x.CommandBus, x.NewCommandBus, x.CommandHandler, x.UnimplementedCommandHandler, x.RegisterCommandHandler)
+	}
+	if a.EventSourced() {
+		ids = append(ids, x.Event, x.Behaviour, x.Repository, x.NewRepository, x.EventSpecs, x.Spec)
+		if len(a.Commands) > 0 {
+			ids = append(ids, x.Command, x.Decide, x.Scenario, x.NewScenario)
+		}
 	}
 	return ids
 }

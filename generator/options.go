@@ -49,6 +49,7 @@ const (
 	optTopic     = 4
 	optAggRef    = 5 // EventOptions.aggregate and CommandOptions.aggregate
 	optDelivery  = 6
+	optRetry     = 8 // CommandOptions.retry_on_conflict
 	optAggTopic  = 2 // AggregateOptions.events_topic
 	optAggCmdTop = 3 // AggregateOptions.commands_topic
 )

@@ -82,6 +82,9 @@ type Outgoing struct {
 	PartitionKey string
 	// CorrelationID, when set, replaces the one inherited from ctx.
 	CorrelationID string
+	// Sequence is the event's version in its aggregate stream, set when the
+	// message comes from an event store; 0 leaves it out.
+	Sequence uint64
 	// Message is the payload.
 	Message proto.Message
 }
@@ -115,16 +118,34 @@ func (p *Publisher) Publish(ctx context.Context, t *MessageType, out Outgoing) e
 // is the message's own id, the partition key when it is the subject.
 // EnvelopeOf restores them.
 func (p *Publisher) NewMessage(ctx context.Context, t *MessageType, out Outgoing) (*message.Message, error) {
+	return newMessage(ctx, &p.cfg, t, out)
+}
+
+// newMessage builds a message with its envelope; cfg has its defaults set.
+func newMessage(ctx context.Context, cfg *PublisherConfig, t *MessageType, out Outgoing) (*message.Message, error) {
+	id, payload, md, err := newEnvelope(ctx, cfg, t, out)
+	if err != nil {
+		return nil, err
+	}
+	msg := message.NewMessage(id, payload)
+	msg.Metadata = md
+	msg.SetContext(ctx)
+	return msg, nil
+}
+
+// newEnvelope encodes out.Message and builds its envelope: what a message
+// is made of, for callers (the event store) that need no message.
+func newEnvelope(ctx context.Context, cfg *PublisherConfig, t *MessageType, out Outgoing) (id string, payload []byte, md message.Metadata, err error) {
 	if out.Message == nil {
-		return nil, fmt.Errorf("publish %s: nil message", t.Name)
+		return "", nil, nil, fmt.Errorf("publish %s: nil message", t.Name)
 	}
-	payload, err := p.cfg.Codec.Marshal(out.Message)
+	payload, err = cfg.Codec.Marshal(out.Message)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", t.Name, err)
+		return "", nil, nil, fmt.Errorf("encode %s: %w", t.Name, err)
 	}
-	id, err := p.cfg.NewID()
+	id, err = cfg.NewID()
 	if err != nil {
-		return nil, fmt.Errorf("new message id: %w", err)
+		return "", nil, nil, fmt.Errorf("new message id: %w", err)
 	}
 	correlationID, causationID, traceparent := correlationFrom(ctx)
 	if out.CorrelationID != "" {
@@ -138,12 +159,12 @@ func (p *Publisher) NewMessage(ctx context.Context, t *MessageType, out Outgoing
 		partitionKey = out.Subject
 	}
 
-	md := make(message.Metadata, envelopeSize)
+	md = make(message.Metadata, envelopeSize)
 	md[MetaID] = id
 	md[MetaType] = t.Name
-	md[MetaSource] = p.cfg.Source
-	md[MetaTime] = p.cfg.Now().UTC().Format(time.RFC3339Nano)
-	md[MetaContentType] = p.cfg.Codec.ContentType()
+	md[MetaSource] = cfg.Source
+	md[MetaTime] = cfg.Now().UTC().Format(time.RFC3339Nano)
+	md[MetaContentType] = cfg.Codec.ContentType()
 	if t.Version > 1 {
 		md[MetaSchemaVersion] = strconv.FormatUint(uint64(t.Version), 10)
 	}
@@ -156,12 +177,11 @@ func (p *Publisher) NewMessage(ctx context.Context, t *MessageType, out Outgoing
 	}
 	setIf(md, MetaCausationID, causationID)
 	setIf(md, MetaAggregateType, t.AggregateType)
+	if out.Sequence != 0 {
+		md[MetaSequence] = strconv.FormatUint(out.Sequence, 10)
+	}
 	setIf(md, MetaTraceparent, traceparent)
-
-	msg := message.NewMessage(id, payload)
-	msg.Metadata = md
-	msg.SetContext(ctx)
-	return msg, nil
+	return id, payload, md, nil
 }
 
 func setIf(md message.Metadata, key, value string) {

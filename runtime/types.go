@@ -22,6 +22,10 @@ type MessageType struct {
 	AggregateType string
 	// Command is true for commands, false for events.
 	Command bool
+	// RetryOnConflict, for a command, lets a Repository run it again on
+	// freshly loaded state when appending its events hits a concurrency
+	// conflict.
+	RetryOnConflict bool
 	// Delivery is the policy for handling messages of this type.
 	Delivery DeliveryPolicy
 }
@@ -147,6 +151,10 @@ func (p DeliveryPolicy) backoff(n int) time.Duration {
 // generated code provides. The router dead-letters such a command at once:
 // retrying cannot help.
 var ErrUnimplemented = errors.New("command handler not implemented")
+
+// ErrNilCommand is returned by generated repositories and scenarios for a
+// nil command.
+var ErrNilCommand = errors.New("nil command")
 
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }

@@ -41,6 +41,9 @@ func genAggregate(g *jen.File, a *model.Aggregate) {
 		genUnimplemented(g, side)
 		genRegister(g, side)
 	}
+	if a.EventSourced() {
+		genEventSourcing(g, a)
+	}
 }
 
 // side is one direction of traffic through a topic: the events an aggregate

@@ -20,6 +20,7 @@ const (
 	contextPkg = "context"
 	strconvPkg = "strconv"
 	timePkg    = "time"
+	protoPkg   = "google.golang.org/protobuf/proto"
 )
 
 // Render returns the Go source of f's `*_eda.pb.go` file. It is not
@@ -35,6 +36,7 @@ func Render(f *model.File) ([]byte, error) {
 	g.ImportName(contextPkg, "context")
 	g.ImportName(strconvPkg, "strconv")
 	g.ImportName(timePkg, "time")
+	g.ImportName(protoPkg, "proto")
 	for _, m := range f.Messages {
 		g.ImportName(m.GoIdent.GoImportPath, m.GoIdent.GoPackageName)
 	}
@@ -116,6 +118,9 @@ func genMessageInfo(g *jen.Group, m *model.Message, topic jen.Code, aggregateTyp
 	}
 	if m.Kind == model.Command {
 		fields = append(fields, field("Command", jen.True()))
+	}
+	if m.RetryOnConflict {
+		fields = append(fields, field("RetryOnConflict", jen.True()))
 	}
 	if !m.Delivery.IsZero() {
 		fields = append(fields, field("Delivery", delivery(m.Delivery)))

@@ -85,6 +85,9 @@ type Message struct {
 
 	// Delivery is the resolved delivery policy (file defaults merged).
 	Delivery Delivery
+	// RetryOnConflict, for a command of an aggregate, lets the repository
+	// run it again after a concurrency conflict.
+	RetryOnConflict bool
 
 	Names MessageNames
 }
@@ -101,8 +104,12 @@ type MessageNames struct {
 	Info string
 	// Method publishes or sends the message (PublishX, SendX).
 	Method string
-	// HandlerMethod handles it (HandleX).
+	// HandlerMethod handles it (HandleX); for a command of an aggregate it is
+	// also the aggregate behaviour's method deciding its events.
 	HandlerMethod string
+	// ApplyMethod is the aggregate behaviour's method folding an event of an
+	// aggregate into its state (ApplyX).
+	ApplyMethod string
 	// HandlerName is the default name of the consumer of a standalone
 	// message, derived from its type name: it is wire API.
 	HandlerName string
@@ -173,7 +180,21 @@ type AggregateNames struct {
 	// EventsHandlerName and CommandsHandlerName are the default consumer
 	// names, derived from the aggregate type: they are wire API.
 	EventsHandlerName, CommandsHandlerName string
+
+	// Event sourcing. Event and Command are the interfaces every event and
+	// command of the aggregate implements, through the unexported methods
+	// EventMethod and CommandMethod. Behaviour is the interface the user
+	// implements. EventSpecs, Spec and Decide are unexported helpers.
+	Event, Command, EventMethod, CommandMethod string
+	Behaviour                                  string
+	EventSpecs, Spec, Decide                   string
+	Repository, NewRepository                  string
+	Scenario, NewScenario                      string
 }
+
+// EventSourced reports whether the aggregate gets a behaviour interface and
+// a repository: it needs at least one event to fold.
+func (a *Aggregate) EventSourced() bool { return len(a.Events) > 0 }
 
 // Delivery is a resolved delivery policy. Zero values mean the runtime's
 // default.

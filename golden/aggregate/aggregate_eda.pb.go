@@ -6,6 +6,7 @@ package aggregate
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -219,4 +220,222 @@ func RegisterAccountCommandHandler(r *runtime.Router, h AccountCommandHandler, o
 			runtime.On(_Deposit_MessageType, h.HandleDeposit),
 		},
 	}, opts...)
+}
+
+// AccountEvent is an event of the Account aggregate: *AccountOpened or
+// *MoneyDeposited. Only they implement it.
+type AccountEvent interface {
+	proto.Message
+	// accountEvent describes the event to the runtime.
+	accountEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// accountEvent makes AccountOpened an AccountEvent.
+func (event *AccountOpened) accountEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _AccountOpened_MessageType, runtime.Outgoing{
+		Subject: event.GetAccountId(),
+		Message: event,
+	}
+}
+
+// accountEvent makes MoneyDeposited an AccountEvent.
+func (event *MoneyDeposited) accountEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _MoneyDeposited_MessageType, runtime.Outgoing{
+		Subject: event.GetAccountId(),
+		Message: event,
+	}
+}
+
+// AccountCommand is a command of the Account aggregate: *OpenAccount or
+// *Deposit. Only they implement it.
+type AccountCommand interface {
+	proto.Message
+	// accountCommand returns the command's type and the id of the aggregate it is for.
+	accountCommand() (*runtime.MessageType, string)
+}
+
+// accountCommand makes OpenAccount an AccountCommand.
+func (command *OpenAccount) accountCommand() (*runtime.MessageType, string) {
+	return _OpenAccount_MessageType, command.GetAccountId()
+}
+
+// accountCommand makes Deposit an AccountCommand.
+func (command *Deposit) accountCommand() (*runtime.MessageType, string) {
+	return _Deposit_MessageType, command.GetAccountId()
+}
+
+// AccountAggregate is the behaviour of the Account aggregate, which you
+// implement: an Apply method per event folds the event into the state, and a
+// Handle method per command decides the events the command causes. A new event
+// or command in the schema adds a method here, so an implementation stops
+// compiling until it handles it. AccountRepository runs it against an event
+// store.
+type AccountAggregate interface {
+	// ApplyAccountOpened folds an AccountOpened event into state. It cannot fail:
+	// the event has happened.
+	ApplyAccountOpened(state *Account, event *AccountOpened)
+	// ApplyMoneyDeposited folds an MoneyDeposited event into state. It cannot fail:
+	// the event has happened.
+	ApplyMoneyDeposited(state *Account, event *MoneyDeposited)
+	// HandleOpenAccount decides the events of a OpenAccount command on state, or
+	// returns a domain error, which is not retried. It must not modify state.
+	HandleOpenAccount(ctx context.Context, state *Account, command *OpenAccount) ([]AccountEvent, error)
+	// HandleDeposit decides the events of a Deposit command on state, or returns a
+	// domain error, which is not retried. It must not modify state.
+	HandleDeposit(ctx context.Context, state *Account, command *Deposit) ([]AccountEvent, error)
+}
+
+// _Account_EventSpecs tells the runtime how to decode the Account aggregate's stored events.
+var _Account_EventSpecs = []runtime.EventSpec[AccountEvent]{
+	{Type: _AccountOpened_MessageType, New: func() AccountEvent {
+		return new(AccountOpened)
+	}},
+	{Type: _MoneyDeposited_MessageType, New: func() AccountEvent {
+		return new(MoneyDeposited)
+	}},
+}
+
+// _Account_Spec describes the Account aggregate, with b's behaviour, to the runtime.
+func _Account_Spec(b AccountAggregate) runtime.AggregateSpec[*Account, AccountEvent] {
+	return runtime.AggregateSpec[*Account, AccountEvent]{
+		Type: AccountAggregateType,
+		New: func() *Account {
+			return new(Account)
+		},
+		Events: _Account_EventSpecs,
+		Apply: func(state *Account, event AccountEvent) {
+			switch event := event.(type) {
+			case *AccountOpened:
+				b.ApplyAccountOpened(state, event)
+			case *MoneyDeposited:
+				b.ApplyMoneyDeposited(state, event)
+			}
+		},
+		Describe: AccountEvent.accountEvent,
+	}
+}
+
+// _Account_Decide runs b's Handle method for command. Only a nil command matches no case.
+func _Account_Decide(ctx context.Context, b AccountAggregate, state *Account, command AccountCommand) ([]AccountEvent, error) {
+	switch command := command.(type) {
+	case *OpenAccount:
+		return b.HandleOpenAccount(ctx, state, command)
+	case *Deposit:
+		return b.HandleDeposit(ctx, state, command)
+	}
+	return nil, runtime.ErrNilCommand
+}
+
+// AccountRepository loads Account aggregates from an event store and saves
+// their new events, with their outbox messages, in one transaction. It runs
+// commands with Execute, and implements AccountCommandHandler so that
+// RegisterAccountCommandHandler can feed it commands from the bus. It is safe
+// for concurrent use.
+type AccountRepository struct {
+	behaviour AccountAggregate
+	repo      *runtime.Repository[*Account, AccountEvent]
+}
+
+// NewAccountRepository returns a repository of Account aggregates in store,
+// with b's behaviour.
+func NewAccountRepository(store runtime.EventStore, b AccountAggregate, cfg runtime.RepositoryConfig) (*AccountRepository, error) {
+	repo, err := runtime.NewRepository(store, _Account_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &AccountRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Account aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *AccountRepository) Load(ctx context.Context, id string) (*Account, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the
+// Account aggregate id, and applies them to state. It returns the new version,
+// or a *runtime.ConcurrencyError if another writer appended since version.
+func (r *AccountRepository) Save(ctx context.Context, id string, state *Account, version uint64, events ...AccountEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
+}
+
+// Execute runs command on the Account aggregate it names: it loads the
+// aggregate, calls the behaviour's Handle method and saves the events it
+// decides, which it returns. A domain error from the behaviour is returned
+// wrapped with runtime.Permanent. A command with retry_on_conflict runs again
+// on fresh state after a concurrency conflict.
+func (r *AccountRepository) Execute(ctx context.Context, command AccountCommand) ([]AccountEvent, error) {
+	if command == nil {
+		return nil, runtime.ErrNilCommand
+	}
+	t, id := command.accountCommand()
+	return r.repo.Execute(ctx, id, t, func(ctx context.Context, state *Account) ([]AccountEvent, error) {
+		return _Account_Decide(ctx, r.behaviour, state, command)
+	})
+}
+
+// HandleOpenAccount runs a OpenAccount command from the bus with Execute.
+func (r *AccountRepository) HandleOpenAccount(ctx context.Context, command *OpenAccount) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// HandleDeposit runs a Deposit command from the bus with Execute.
+func (r *AccountRepository) HandleDeposit(ctx context.Context, command *Deposit) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// AccountScenario tests an AccountAggregate with no event store: given past
+// events, when a command, then the events it decides, or an error. In a test:
+//
+//	NewAccountScenario(t, behaviour).
+//		Given(&AccountOpened{...}).
+//		When(&OpenAccount{...}).
+//		Then(&AccountOpened{...})
+type AccountScenario struct {
+	t         runtime.TB
+	behaviour AccountAggregate
+	s         *runtime.Scenario[*Account, AccountEvent]
+}
+
+// NewAccountScenario returns a scenario of b that reports failures to t, a
+// *testing.T.
+func NewAccountScenario(t runtime.TB, b AccountAggregate) *AccountScenario {
+	return &AccountScenario{t: t, behaviour: b, s: runtime.NewScenario(t, _Account_Spec(b))}
+}
+
+// Given applies past events to the aggregate's state.
+func (s *AccountScenario) Given(events ...AccountEvent) *AccountScenario {
+	s.s.Given(events...)
+	return s
+}
+
+// When runs command's Handle method on the state the given events built.
+func (s *AccountScenario) When(command AccountCommand) *AccountScenario {
+	s.t.Helper()
+	_, id := command.accountCommand()
+	s.s.When(context.Background(), id, func(ctx context.Context, state *Account) ([]AccountEvent, error) {
+		return _Account_Decide(ctx, s.behaviour, state, command)
+	})
+	return s
+}
+
+// Then checks that the command succeeded and decided exactly want, in order.
+func (s *AccountScenario) Then(want ...AccountEvent) {
+	s.t.Helper()
+	s.s.Then(want...)
+}
+
+// ThenError checks that the command failed with an error matching target
+// (errors.Is), or with any error if target is nil.
+func (s *AccountScenario) ThenError(target error) {
+	s.t.Helper()
+	s.s.ThenError(target)
+}
+
+// State returns the state the given events built.
+func (s *AccountScenario) State() *Account {
+	return s.s.State()
 }

@@ -6,6 +6,7 @@ package comments
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -298,4 +299,230 @@ func RegisterShipmentCommandHandler(r *runtime.Router, h ShipmentCommandHandler,
 			runtime.On(_RerouteShipment_MessageType, h.HandleRerouteShipment),
 		},
 	}, opts...)
+}
+
+// ShipmentEvent is an event of the Shipment aggregate: *ShipmentDispatched,
+// *ShipmentLost or *ShipmentDelivered. Only they implement it.
+type ShipmentEvent interface {
+	proto.Message
+	// shipmentEvent describes the event to the runtime.
+	shipmentEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// shipmentEvent makes ShipmentDispatched an ShipmentEvent.
+func (event *ShipmentDispatched) shipmentEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _ShipmentDispatched_MessageType, runtime.Outgoing{
+		Subject: event.GetShipmentId(),
+		Message: event,
+	}
+}
+
+// shipmentEvent makes ShipmentLost an ShipmentEvent.
+func (event *ShipmentLost) shipmentEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _ShipmentLost_MessageType, runtime.Outgoing{
+		Subject: event.GetShipmentId(),
+		Message: event,
+	}
+}
+
+// shipmentEvent makes ShipmentDelivered an ShipmentEvent.
+func (event *ShipmentDelivered) shipmentEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _ShipmentDelivered_MessageType, runtime.Outgoing{
+		Subject: event.GetShipmentId(),
+		Message: event,
+	}
+}
+
+// ShipmentCommand is a command of the Shipment aggregate: *RerouteShipment.
+// Only they implement it.
+type ShipmentCommand interface {
+	proto.Message
+	// shipmentCommand returns the command's type and the id of the aggregate it is for.
+	shipmentCommand() (*runtime.MessageType, string)
+}
+
+// shipmentCommand makes RerouteShipment an ShipmentCommand.
+func (command *RerouteShipment) shipmentCommand() (*runtime.MessageType, string) {
+	return _RerouteShipment_MessageType, command.GetShipmentId()
+}
+
+// ShipmentAggregate is the behaviour of the Shipment aggregate, which you
+// implement: an Apply method per event folds the event into the state, and a
+// Handle method per command decides the events the command causes. A new event
+// or command in the schema adds a method here, so an implementation stops
+// compiling until it handles it. ShipmentRepository runs it against an event
+// store.
+type ShipmentAggregate interface {
+	// ApplyShipmentDispatched folds an ShipmentDispatched event into state. It
+	// cannot fail: the event has happened.
+	ApplyShipmentDispatched(state *Shipment, event *ShipmentDispatched)
+	// ApplyShipmentLost folds an ShipmentLost event into state. It cannot fail: the
+	// event has happened.
+	//
+	// Deprecated: do not use.
+	ApplyShipmentLost(state *Shipment, event *ShipmentLost)
+	// ApplyShipmentDelivered folds an ShipmentDelivered event into state. It cannot
+	// fail: the event has happened.
+	ApplyShipmentDelivered(state *Shipment, event *ShipmentDelivered)
+	// HandleRerouteShipment decides the events of a RerouteShipment command on
+	// state, or returns a domain error, which is not retried. It must not modify
+	// state.
+	//
+	// Deprecated: do not use.
+	HandleRerouteShipment(ctx context.Context, state *Shipment, command *RerouteShipment) ([]ShipmentEvent, error)
+}
+
+// _Shipment_EventSpecs tells the runtime how to decode the Shipment aggregate's stored events.
+var _Shipment_EventSpecs = []runtime.EventSpec[ShipmentEvent]{
+	{Type: _ShipmentDispatched_MessageType, New: func() ShipmentEvent {
+		return new(ShipmentDispatched)
+	}},
+	{Type: _ShipmentLost_MessageType, New: func() ShipmentEvent {
+		return new(ShipmentLost)
+	}},
+	{Type: _ShipmentDelivered_MessageType, New: func() ShipmentEvent {
+		return new(ShipmentDelivered)
+	}},
+}
+
+// _Shipment_Spec describes the Shipment aggregate, with b's behaviour, to the runtime.
+func _Shipment_Spec(b ShipmentAggregate) runtime.AggregateSpec[*Shipment, ShipmentEvent] {
+	return runtime.AggregateSpec[*Shipment, ShipmentEvent]{
+		Type: ShipmentAggregateType,
+		New: func() *Shipment {
+			return new(Shipment)
+		},
+		Events: _Shipment_EventSpecs,
+		Apply: func(state *Shipment, event ShipmentEvent) {
+			switch event := event.(type) {
+			case *ShipmentDispatched:
+				b.ApplyShipmentDispatched(state, event)
+			case *ShipmentLost:
+				b.ApplyShipmentLost(state, event)
+			case *ShipmentDelivered:
+				b.ApplyShipmentDelivered(state, event)
+			}
+		},
+		Describe: ShipmentEvent.shipmentEvent,
+	}
+}
+
+// _Shipment_Decide runs b's Handle method for command. Only a nil command matches no case.
+func _Shipment_Decide(ctx context.Context, b ShipmentAggregate, state *Shipment, command ShipmentCommand) ([]ShipmentEvent, error) {
+	switch command := command.(type) {
+	case *RerouteShipment:
+		return b.HandleRerouteShipment(ctx, state, command)
+	}
+	return nil, runtime.ErrNilCommand
+}
+
+// ShipmentRepository loads Shipment aggregates from an event store and saves
+// their new events, with their outbox messages, in one transaction. It runs
+// commands with Execute, and implements ShipmentCommandHandler so that
+// RegisterShipmentCommandHandler can feed it commands from the bus. It is safe
+// for concurrent use.
+type ShipmentRepository struct {
+	behaviour ShipmentAggregate
+	repo      *runtime.Repository[*Shipment, ShipmentEvent]
+}
+
+// NewShipmentRepository returns a repository of Shipment aggregates in store,
+// with b's behaviour.
+func NewShipmentRepository(store runtime.EventStore, b ShipmentAggregate, cfg runtime.RepositoryConfig) (*ShipmentRepository, error) {
+	repo, err := runtime.NewRepository(store, _Shipment_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &ShipmentRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Shipment aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *ShipmentRepository) Load(ctx context.Context, id string) (*Shipment, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the
+// Shipment aggregate id, and applies them to state. It returns the new version,
+// or a *runtime.ConcurrencyError if another writer appended since version.
+func (r *ShipmentRepository) Save(ctx context.Context, id string, state *Shipment, version uint64, events ...ShipmentEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
+}
+
+// Execute runs command on the Shipment aggregate it names: it loads the
+// aggregate, calls the behaviour's Handle method and saves the events it
+// decides, which it returns. A domain error from the behaviour is returned
+// wrapped with runtime.Permanent. A command with retry_on_conflict runs again
+// on fresh state after a concurrency conflict.
+func (r *ShipmentRepository) Execute(ctx context.Context, command ShipmentCommand) ([]ShipmentEvent, error) {
+	if command == nil {
+		return nil, runtime.ErrNilCommand
+	}
+	t, id := command.shipmentCommand()
+	return r.repo.Execute(ctx, id, t, func(ctx context.Context, state *Shipment) ([]ShipmentEvent, error) {
+		return _Shipment_Decide(ctx, r.behaviour, state, command)
+	})
+}
+
+// HandleRerouteShipment runs a RerouteShipment command from the bus with
+// Execute.
+//
+// Deprecated: do not use.
+func (r *ShipmentRepository) HandleRerouteShipment(ctx context.Context, command *RerouteShipment) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// ShipmentScenario tests an ShipmentAggregate with no event store: given past
+// events, when a command, then the events it decides, or an error. In a test:
+//
+//	NewShipmentScenario(t, behaviour).
+//		Given(&ShipmentDispatched{...}).
+//		When(&RerouteShipment{...}).
+//		Then(&ShipmentDispatched{...})
+type ShipmentScenario struct {
+	t         runtime.TB
+	behaviour ShipmentAggregate
+	s         *runtime.Scenario[*Shipment, ShipmentEvent]
+}
+
+// NewShipmentScenario returns a scenario of b that reports failures to t, a
+// *testing.T.
+func NewShipmentScenario(t runtime.TB, b ShipmentAggregate) *ShipmentScenario {
+	return &ShipmentScenario{t: t, behaviour: b, s: runtime.NewScenario(t, _Shipment_Spec(b))}
+}
+
+// Given applies past events to the aggregate's state.
+func (s *ShipmentScenario) Given(events ...ShipmentEvent) *ShipmentScenario {
+	s.s.Given(events...)
+	return s
+}
+
+// When runs command's Handle method on the state the given events built.
+func (s *ShipmentScenario) When(command ShipmentCommand) *ShipmentScenario {
+	s.t.Helper()
+	_, id := command.shipmentCommand()
+	s.s.When(context.Background(), id, func(ctx context.Context, state *Shipment) ([]ShipmentEvent, error) {
+		return _Shipment_Decide(ctx, s.behaviour, state, command)
+	})
+	return s
+}
+
+// Then checks that the command succeeded and decided exactly want, in order.
+func (s *ShipmentScenario) Then(want ...ShipmentEvent) {
+	s.t.Helper()
+	s.s.Then(want...)
+}
+
+// ThenError checks that the command failed with an error matching target
+// (errors.Is), or with any error if target is nil.
+func (s *ShipmentScenario) ThenError(target error) {
+	s.t.Helper()
+	s.s.ThenError(target)
+}
+
+// State returns the state the given events built.
+func (s *ShipmentScenario) State() *Shipment {
+	return s.s.State()
 }

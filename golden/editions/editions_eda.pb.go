@@ -6,6 +6,7 @@ package editions
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -94,4 +95,87 @@ func RegisterLightEventHandler(r *runtime.Router, h LightEventHandler, opts ...r
 			runtime.On(_LightSwitched_MessageType, h.HandleLightSwitched),
 		},
 	}, opts...)
+}
+
+// LightEvent is an event of the Light aggregate: *LightSwitched. Only they
+// implement it.
+type LightEvent interface {
+	proto.Message
+	// lightEvent describes the event to the runtime.
+	lightEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// lightEvent makes LightSwitched an LightEvent.
+func (event *LightSwitched) lightEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _LightSwitched_MessageType, runtime.Outgoing{
+		Subject: event.GetLightId(),
+		Message: event,
+	}
+}
+
+// LightAggregate is the behaviour of the Light aggregate, which you implement:
+// an Apply method per event folds the event into the state. A new event in the
+// schema adds a method here, so an implementation stops compiling until it
+// handles it. LightRepository runs it against an event store.
+type LightAggregate interface {
+	// ApplyLightSwitched folds an LightSwitched event into state. It cannot fail:
+	// the event has happened.
+	ApplyLightSwitched(state *Light, event *LightSwitched)
+}
+
+// _Light_EventSpecs tells the runtime how to decode the Light aggregate's stored events.
+var _Light_EventSpecs = []runtime.EventSpec[LightEvent]{
+	{Type: _LightSwitched_MessageType, New: func() LightEvent {
+		return new(LightSwitched)
+	}},
+}
+
+// _Light_Spec describes the Light aggregate, with b's behaviour, to the runtime.
+func _Light_Spec(b LightAggregate) runtime.AggregateSpec[*Light, LightEvent] {
+	return runtime.AggregateSpec[*Light, LightEvent]{
+		Type: LightAggregateType,
+		New: func() *Light {
+			return new(Light)
+		},
+		Events: _Light_EventSpecs,
+		Apply: func(state *Light, event LightEvent) {
+			switch event := event.(type) {
+			case *LightSwitched:
+				b.ApplyLightSwitched(state, event)
+			}
+		},
+		Describe: LightEvent.lightEvent,
+	}
+}
+
+// LightRepository loads Light aggregates from an event store and saves their
+// new events, with their outbox messages, in one transaction. It is safe for
+// concurrent use.
+type LightRepository struct {
+	behaviour LightAggregate
+	repo      *runtime.Repository[*Light, LightEvent]
+}
+
+// NewLightRepository returns a repository of Light aggregates in store, with
+// b's behaviour.
+func NewLightRepository(store runtime.EventStore, b LightAggregate, cfg runtime.RepositoryConfig) (*LightRepository, error) {
+	repo, err := runtime.NewRepository(store, _Light_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &LightRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Light aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *LightRepository) Load(ctx context.Context, id string) (*Light, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the Light
+// aggregate id, and applies them to state. It returns the new version, or a
+// *runtime.ConcurrencyError if another writer appended since version.
+func (r *LightRepository) Save(ctx context.Context, id string, state *Light, version uint64, events ...LightEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
 }

@@ -6,6 +6,7 @@ package fieldroles
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 	"strconv"
 )
 
@@ -246,4 +247,105 @@ func RegisterTicketEventHandler(r *runtime.Router, h TicketEventHandler, opts ..
 			runtime.On(_TicketEscalated_MessageType, h.HandleTicketEscalated),
 		},
 	}, opts...)
+}
+
+// TicketEvent is an event of the Ticket aggregate: *TicketOpened or
+// *TicketEscalated. Only they implement it.
+type TicketEvent interface {
+	proto.Message
+	// ticketEvent describes the event to the runtime.
+	ticketEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// ticketEvent makes TicketOpened an TicketEvent.
+func (event *TicketOpened) ticketEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _TicketOpened_MessageType, runtime.Outgoing{
+		Subject:       strconv.FormatUint(event.GetTicketId(), 10),
+		PartitionKey:  event.GetQueue(),
+		CorrelationID: event.GetConversationId(),
+		Message:       event,
+	}
+}
+
+// ticketEvent makes TicketEscalated an TicketEvent.
+func (event *TicketEscalated) ticketEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _TicketEscalated_MessageType, runtime.Outgoing{
+		Subject: strconv.FormatUint(event.GetId(), 10),
+		Message: event,
+	}
+}
+
+// TicketAggregate is the behaviour of the Ticket aggregate, which you
+// implement: an Apply method per event folds the event into the state. A new
+// event in the schema adds a method here, so an implementation stops compiling
+// until it handles it. TicketRepository runs it against an event store.
+type TicketAggregate interface {
+	// ApplyTicketOpened folds an TicketOpened event into state. It cannot fail: the
+	// event has happened.
+	ApplyTicketOpened(state *Ticket, event *TicketOpened)
+	// ApplyTicketEscalated folds an TicketEscalated event into state. It cannot
+	// fail: the event has happened.
+	ApplyTicketEscalated(state *Ticket, event *TicketEscalated)
+}
+
+// _Ticket_EventSpecs tells the runtime how to decode the Ticket aggregate's stored events.
+var _Ticket_EventSpecs = []runtime.EventSpec[TicketEvent]{
+	{Type: _TicketOpened_MessageType, New: func() TicketEvent {
+		return new(TicketOpened)
+	}},
+	{Type: _TicketEscalated_MessageType, New: func() TicketEvent {
+		return new(TicketEscalated)
+	}},
+}
+
+// _Ticket_Spec describes the Ticket aggregate, with b's behaviour, to the runtime.
+func _Ticket_Spec(b TicketAggregate) runtime.AggregateSpec[*Ticket, TicketEvent] {
+	return runtime.AggregateSpec[*Ticket, TicketEvent]{
+		Type: TicketAggregateType,
+		New: func() *Ticket {
+			return new(Ticket)
+		},
+		Events: _Ticket_EventSpecs,
+		Apply: func(state *Ticket, event TicketEvent) {
+			switch event := event.(type) {
+			case *TicketOpened:
+				b.ApplyTicketOpened(state, event)
+			case *TicketEscalated:
+				b.ApplyTicketEscalated(state, event)
+			}
+		},
+		Describe: TicketEvent.ticketEvent,
+	}
+}
+
+// TicketRepository loads Ticket aggregates from an event store and saves their
+// new events, with their outbox messages, in one transaction. It is safe for
+// concurrent use.
+type TicketRepository struct {
+	behaviour TicketAggregate
+	repo      *runtime.Repository[*Ticket, TicketEvent]
+}
+
+// NewTicketRepository returns a repository of Ticket aggregates in store, with
+// b's behaviour.
+func NewTicketRepository(store runtime.EventStore, b TicketAggregate, cfg runtime.RepositoryConfig) (*TicketRepository, error) {
+	repo, err := runtime.NewRepository(store, _Ticket_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &TicketRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Ticket aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *TicketRepository) Load(ctx context.Context, id string) (*Ticket, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the Ticket
+// aggregate id, and applies them to state. It returns the new version, or a
+// *runtime.ConcurrencyError if another writer appended since version.
+func (r *TicketRepository) Save(ctx context.Context, id string, state *Ticket, version uint64, events ...TicketEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
 }

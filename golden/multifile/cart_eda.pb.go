@@ -6,6 +6,7 @@ package multifile
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -178,4 +179,204 @@ func RegisterCartCommandHandler(r *runtime.Router, h CartCommandHandler, opts ..
 			runtime.On(_AddItem_MessageType, h.HandleAddItem),
 		},
 	}, opts...)
+}
+
+// CartEvent is an event of the Cart aggregate: *ItemAdded or *ItemRemoved. Only
+// they implement it.
+type CartEvent interface {
+	proto.Message
+	// cartEvent describes the event to the runtime.
+	cartEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// cartEvent makes ItemAdded an CartEvent.
+func (event *ItemAdded) cartEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _ItemAdded_MessageType, runtime.Outgoing{
+		Subject: event.GetCartId(),
+		Message: event,
+	}
+}
+
+// cartEvent makes ItemRemoved an CartEvent.
+func (event *ItemRemoved) cartEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _ItemRemoved_MessageType, runtime.Outgoing{
+		Subject: event.GetCartId(),
+		Message: event,
+	}
+}
+
+// CartCommand is a command of the Cart aggregate: *AddItem. Only they implement
+// it.
+type CartCommand interface {
+	proto.Message
+	// cartCommand returns the command's type and the id of the aggregate it is for.
+	cartCommand() (*runtime.MessageType, string)
+}
+
+// cartCommand makes AddItem an CartCommand.
+func (command *AddItem) cartCommand() (*runtime.MessageType, string) {
+	return _AddItem_MessageType, command.GetCartId()
+}
+
+// CartAggregate is the behaviour of the Cart aggregate, which you implement: an
+// Apply method per event folds the event into the state, and a Handle method
+// per command decides the events the command causes. A new event or command in
+// the schema adds a method here, so an implementation stops compiling until it
+// handles it. CartRepository runs it against an event store.
+type CartAggregate interface {
+	// ApplyItemAdded folds an ItemAdded event into state. It cannot fail: the event
+	// has happened.
+	ApplyItemAdded(state *Cart, event *ItemAdded)
+	// ApplyItemRemoved folds an ItemRemoved event into state. It cannot fail: the
+	// event has happened.
+	ApplyItemRemoved(state *Cart, event *ItemRemoved)
+	// HandleAddItem decides the events of a AddItem command on state, or returns a
+	// domain error, which is not retried. It must not modify state.
+	HandleAddItem(ctx context.Context, state *Cart, command *AddItem) ([]CartEvent, error)
+}
+
+// _Cart_EventSpecs tells the runtime how to decode the Cart aggregate's stored events.
+var _Cart_EventSpecs = []runtime.EventSpec[CartEvent]{
+	{Type: _ItemAdded_MessageType, New: func() CartEvent {
+		return new(ItemAdded)
+	}},
+	{Type: _ItemRemoved_MessageType, New: func() CartEvent {
+		return new(ItemRemoved)
+	}},
+}
+
+// _Cart_Spec describes the Cart aggregate, with b's behaviour, to the runtime.
+func _Cart_Spec(b CartAggregate) runtime.AggregateSpec[*Cart, CartEvent] {
+	return runtime.AggregateSpec[*Cart, CartEvent]{
+		Type: CartAggregateType,
+		New: func() *Cart {
+			return new(Cart)
+		},
+		Events: _Cart_EventSpecs,
+		Apply: func(state *Cart, event CartEvent) {
+			switch event := event.(type) {
+			case *ItemAdded:
+				b.ApplyItemAdded(state, event)
+			case *ItemRemoved:
+				b.ApplyItemRemoved(state, event)
+			}
+		},
+		Describe: CartEvent.cartEvent,
+	}
+}
+
+// _Cart_Decide runs b's Handle method for command. Only a nil command matches no case.
+func _Cart_Decide(ctx context.Context, b CartAggregate, state *Cart, command CartCommand) ([]CartEvent, error) {
+	switch command := command.(type) {
+	case *AddItem:
+		return b.HandleAddItem(ctx, state, command)
+	}
+	return nil, runtime.ErrNilCommand
+}
+
+// CartRepository loads Cart aggregates from an event store and saves their new
+// events, with their outbox messages, in one transaction. It runs commands with
+// Execute, and implements CartCommandHandler so that RegisterCartCommandHandler
+// can feed it commands from the bus. It is safe for concurrent use.
+type CartRepository struct {
+	behaviour CartAggregate
+	repo      *runtime.Repository[*Cart, CartEvent]
+}
+
+// NewCartRepository returns a repository of Cart aggregates in store, with b's
+// behaviour.
+func NewCartRepository(store runtime.EventStore, b CartAggregate, cfg runtime.RepositoryConfig) (*CartRepository, error) {
+	repo, err := runtime.NewRepository(store, _Cart_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &CartRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Cart aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *CartRepository) Load(ctx context.Context, id string) (*Cart, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the Cart
+// aggregate id, and applies them to state. It returns the new version, or a
+// *runtime.ConcurrencyError if another writer appended since version.
+func (r *CartRepository) Save(ctx context.Context, id string, state *Cart, version uint64, events ...CartEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
+}
+
+// Execute runs command on the Cart aggregate it names: it loads the aggregate,
+// calls the behaviour's Handle method and saves the events it decides, which it
+// returns. A domain error from the behaviour is returned wrapped with
+// runtime.Permanent. A command with retry_on_conflict runs again on fresh state
+// after a concurrency conflict.
+func (r *CartRepository) Execute(ctx context.Context, command CartCommand) ([]CartEvent, error) {
+	if command == nil {
+		return nil, runtime.ErrNilCommand
+	}
+	t, id := command.cartCommand()
+	return r.repo.Execute(ctx, id, t, func(ctx context.Context, state *Cart) ([]CartEvent, error) {
+		return _Cart_Decide(ctx, r.behaviour, state, command)
+	})
+}
+
+// HandleAddItem runs a AddItem command from the bus with Execute.
+func (r *CartRepository) HandleAddItem(ctx context.Context, command *AddItem) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// CartScenario tests an CartAggregate with no event store: given past events,
+// when a command, then the events it decides, or an error. In a test:
+//
+//	NewCartScenario(t, behaviour).
+//		Given(&ItemAdded{...}).
+//		When(&AddItem{...}).
+//		Then(&ItemAdded{...})
+type CartScenario struct {
+	t         runtime.TB
+	behaviour CartAggregate
+	s         *runtime.Scenario[*Cart, CartEvent]
+}
+
+// NewCartScenario returns a scenario of b that reports failures to t, a
+// *testing.T.
+func NewCartScenario(t runtime.TB, b CartAggregate) *CartScenario {
+	return &CartScenario{t: t, behaviour: b, s: runtime.NewScenario(t, _Cart_Spec(b))}
+}
+
+// Given applies past events to the aggregate's state.
+func (s *CartScenario) Given(events ...CartEvent) *CartScenario {
+	s.s.Given(events...)
+	return s
+}
+
+// When runs command's Handle method on the state the given events built.
+func (s *CartScenario) When(command CartCommand) *CartScenario {
+	s.t.Helper()
+	_, id := command.cartCommand()
+	s.s.When(context.Background(), id, func(ctx context.Context, state *Cart) ([]CartEvent, error) {
+		return _Cart_Decide(ctx, s.behaviour, state, command)
+	})
+	return s
+}
+
+// Then checks that the command succeeded and decided exactly want, in order.
+func (s *CartScenario) Then(want ...CartEvent) {
+	s.t.Helper()
+	s.s.Then(want...)
+}
+
+// ThenError checks that the command failed with an error matching target
+// (errors.Is), or with any error if target is nil.
+func (s *CartScenario) ThenError(target error) {
+	s.t.Helper()
+	s.s.ThenError(target)
+}
+
+// State returns the state the given events built.
+func (s *CartScenario) State() *Cart {
+	return s.s.State()
 }

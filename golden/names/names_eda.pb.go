@@ -6,6 +6,7 @@ package runtime
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 	"strconv"
 	"time"
 )
@@ -129,6 +130,105 @@ func RegisterContextEventHandler(r *runtime.Router, h ContextEventHandler, opts 
 	}, opts...)
 }
 
+// ContextEvent is an event of the Context aggregate: *Strconv or *Outer_Inner.
+// Only they implement it.
+type ContextEvent interface {
+	proto.Message
+	// contextEvent describes the event to the runtime.
+	contextEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// contextEvent makes Strconv an ContextEvent.
+func (event *Strconv) contextEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _Strconv_MessageType, runtime.Outgoing{
+		Subject: event.GetId(),
+		Message: event,
+	}
+}
+
+// contextEvent makes Outer_Inner an ContextEvent.
+func (event *Outer_Inner) contextEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _Outer_Inner_MessageType, runtime.Outgoing{
+		Subject: event.GetId(),
+		Message: event,
+	}
+}
+
+// ContextAggregate is the behaviour of the Context aggregate, which you
+// implement: an Apply method per event folds the event into the state. A new
+// event in the schema adds a method here, so an implementation stops compiling
+// until it handles it. ContextRepository runs it against an event store.
+type ContextAggregate interface {
+	// ApplyStrconv folds an Strconv event into state. It cannot fail: the event has
+	// happened.
+	ApplyStrconv(state *Context, event *Strconv)
+	// ApplyOuter_Inner folds an Outer_Inner event into state. It cannot fail: the
+	// event has happened.
+	ApplyOuter_Inner(state *Context, event *Outer_Inner)
+}
+
+// _Context_EventSpecs tells the runtime how to decode the Context aggregate's stored events.
+var _Context_EventSpecs = []runtime.EventSpec[ContextEvent]{
+	{Type: _Strconv_MessageType, New: func() ContextEvent {
+		return new(Strconv)
+	}},
+	{Type: _Outer_Inner_MessageType, New: func() ContextEvent {
+		return new(Outer_Inner)
+	}},
+}
+
+// _Context_Spec describes the Context aggregate, with b's behaviour, to the runtime.
+func _Context_Spec(b ContextAggregate) runtime.AggregateSpec[*Context, ContextEvent] {
+	return runtime.AggregateSpec[*Context, ContextEvent]{
+		Type: ContextAggregateType,
+		New: func() *Context {
+			return new(Context)
+		},
+		Events: _Context_EventSpecs,
+		Apply: func(state *Context, event ContextEvent) {
+			switch event := event.(type) {
+			case *Strconv:
+				b.ApplyStrconv(state, event)
+			case *Outer_Inner:
+				b.ApplyOuter_Inner(state, event)
+			}
+		},
+		Describe: ContextEvent.contextEvent,
+	}
+}
+
+// ContextRepository loads Context aggregates from an event store and saves
+// their new events, with their outbox messages, in one transaction. It is safe
+// for concurrent use.
+type ContextRepository struct {
+	behaviour ContextAggregate
+	repo      *runtime.Repository[*Context, ContextEvent]
+}
+
+// NewContextRepository returns a repository of Context aggregates in store,
+// with b's behaviour.
+func NewContextRepository(store runtime.EventStore, b ContextAggregate, cfg runtime.RepositoryConfig) (*ContextRepository, error) {
+	repo, err := runtime.NewRepository(store, _Context_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &ContextRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Context aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *ContextRepository) Load(ctx context.Context, id string) (*Context, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the
+// Context aggregate id, and applies them to state. It returns the new version,
+// or a *runtime.ConcurrencyError if another writer appended since version.
+func (r *ContextRepository) Save(ctx context.Context, id string, state *Context, version uint64, events ...ContextEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
+}
+
 // Wire names of the Publisher aggregate, whose state is PublisherState.
 //
 // PublisherState strips to the base name Publisher.
@@ -207,4 +307,88 @@ func RegisterPublisherEventHandler(r *runtime.Router, h PublisherEventHandler, o
 			runtime.On(_Time_MessageType, h.HandleTime),
 		},
 	}, opts...)
+}
+
+// PublisherEvent is an event of the Publisher aggregate: *Time. Only they
+// implement it.
+type PublisherEvent interface {
+	proto.Message
+	// publisherEvent describes the event to the runtime.
+	publisherEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// publisherEvent makes Time an PublisherEvent.
+func (event *Time) publisherEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _Time_MessageType, runtime.Outgoing{
+		Subject: strconv.FormatInt(int64(event.GetId()), 10),
+		Message: event,
+	}
+}
+
+// PublisherAggregate is the behaviour of the Publisher aggregate, which you
+// implement: an Apply method per event folds the event into the state. A new
+// event in the schema adds a method here, so an implementation stops compiling
+// until it handles it. PublisherRepository runs it against an event store.
+type PublisherAggregate interface {
+	// ApplyTime folds an Time event into state. It cannot fail: the event has
+	// happened.
+	ApplyTime(state *PublisherState, event *Time)
+}
+
+// _Publisher_EventSpecs tells the runtime how to decode the Publisher aggregate's stored events.
+var _Publisher_EventSpecs = []runtime.EventSpec[PublisherEvent]{
+	{Type: _Time_MessageType, New: func() PublisherEvent {
+		return new(Time)
+	}},
+}
+
+// _Publisher_Spec describes the Publisher aggregate, with b's behaviour, to the runtime.
+func _Publisher_Spec(b PublisherAggregate) runtime.AggregateSpec[*PublisherState, PublisherEvent] {
+	return runtime.AggregateSpec[*PublisherState, PublisherEvent]{
+		Type: PublisherAggregateType,
+		New: func() *PublisherState {
+			return new(PublisherState)
+		},
+		Events: _Publisher_EventSpecs,
+		Apply: func(state *PublisherState, event PublisherEvent) {
+			switch event := event.(type) {
+			case *Time:
+				b.ApplyTime(state, event)
+			}
+		},
+		Describe: PublisherEvent.publisherEvent,
+	}
+}
+
+// PublisherRepository loads Publisher aggregates from an event store and saves
+// their new events, with their outbox messages, in one transaction. It is safe
+// for concurrent use.
+type PublisherRepository struct {
+	behaviour PublisherAggregate
+	repo      *runtime.Repository[*PublisherState, PublisherEvent]
+}
+
+// NewPublisherRepository returns a repository of Publisher aggregates in store,
+// with b's behaviour.
+func NewPublisherRepository(store runtime.EventStore, b PublisherAggregate, cfg runtime.RepositoryConfig) (*PublisherRepository, error) {
+	repo, err := runtime.NewRepository(store, _Publisher_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &PublisherRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Publisher aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *PublisherRepository) Load(ctx context.Context, id string) (*PublisherState, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the
+// Publisher aggregate id, and applies them to state. It returns the new
+// version, or a *runtime.ConcurrencyError if another writer appended since
+// version.
+func (r *PublisherRepository) Save(ctx context.Context, id string, state *PublisherState, version uint64, events ...PublisherEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
 }

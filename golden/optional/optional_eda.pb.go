@@ -6,6 +6,7 @@ package optional
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -95,4 +96,88 @@ func RegisterDeviceEventHandler(r *runtime.Router, h DeviceEventHandler, opts ..
 			runtime.On(_DeviceRegistered_MessageType, h.HandleDeviceRegistered),
 		},
 	}, opts...)
+}
+
+// DeviceEvent is an event of the Device aggregate: *DeviceRegistered. Only they
+// implement it.
+type DeviceEvent interface {
+	proto.Message
+	// deviceEvent describes the event to the runtime.
+	deviceEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// deviceEvent makes DeviceRegistered an DeviceEvent.
+func (event *DeviceRegistered) deviceEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _DeviceRegistered_MessageType, runtime.Outgoing{
+		Subject:       event.GetDeviceId(),
+		CorrelationID: event.GetTrace(),
+		Message:       event,
+	}
+}
+
+// DeviceAggregate is the behaviour of the Device aggregate, which you
+// implement: an Apply method per event folds the event into the state. A new
+// event in the schema adds a method here, so an implementation stops compiling
+// until it handles it. DeviceRepository runs it against an event store.
+type DeviceAggregate interface {
+	// ApplyDeviceRegistered folds an DeviceRegistered event into state. It cannot
+	// fail: the event has happened.
+	ApplyDeviceRegistered(state *Device, event *DeviceRegistered)
+}
+
+// _Device_EventSpecs tells the runtime how to decode the Device aggregate's stored events.
+var _Device_EventSpecs = []runtime.EventSpec[DeviceEvent]{
+	{Type: _DeviceRegistered_MessageType, New: func() DeviceEvent {
+		return new(DeviceRegistered)
+	}},
+}
+
+// _Device_Spec describes the Device aggregate, with b's behaviour, to the runtime.
+func _Device_Spec(b DeviceAggregate) runtime.AggregateSpec[*Device, DeviceEvent] {
+	return runtime.AggregateSpec[*Device, DeviceEvent]{
+		Type: DeviceAggregateType,
+		New: func() *Device {
+			return new(Device)
+		},
+		Events: _Device_EventSpecs,
+		Apply: func(state *Device, event DeviceEvent) {
+			switch event := event.(type) {
+			case *DeviceRegistered:
+				b.ApplyDeviceRegistered(state, event)
+			}
+		},
+		Describe: DeviceEvent.deviceEvent,
+	}
+}
+
+// DeviceRepository loads Device aggregates from an event store and saves their
+// new events, with their outbox messages, in one transaction. It is safe for
+// concurrent use.
+type DeviceRepository struct {
+	behaviour DeviceAggregate
+	repo      *runtime.Repository[*Device, DeviceEvent]
+}
+
+// NewDeviceRepository returns a repository of Device aggregates in store, with
+// b's behaviour.
+func NewDeviceRepository(store runtime.EventStore, b DeviceAggregate, cfg runtime.RepositoryConfig) (*DeviceRepository, error) {
+	repo, err := runtime.NewRepository(store, _Device_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &DeviceRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Device aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *DeviceRepository) Load(ctx context.Context, id string) (*Device, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the Device
+// aggregate id, and applies them to state. It returns the new version, or a
+// *runtime.ConcurrencyError if another writer appended since version.
+func (r *DeviceRepository) Save(ctx context.Context, id string, state *Device, version uint64, events ...DeviceEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
 }

@@ -6,6 +6,7 @@ package options
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 	"time"
 )
 
@@ -142,12 +143,13 @@ var (
 		},
 	}
 	_ReserveStock_MessageType = &runtime.MessageType{
-		Name:          ReserveStockCommandType,
-		Aliases:       []string{"golden.HoldStock"},
-		Version:       2,
-		Topic:         WarehouseCommandsTopic,
-		AggregateType: WarehouseAggregateType,
-		Command:       true,
+		Name:            ReserveStockCommandType,
+		Aliases:         []string{"golden.HoldStock"},
+		Version:         2,
+		Topic:           WarehouseCommandsTopic,
+		AggregateType:   WarehouseAggregateType,
+		Command:         true,
+		RetryOnConflict: true,
 		Delivery: runtime.DeliveryPolicy{
 			MaxAttempts:     1,
 			DeadLetterTopic: "golden.options.dead",
@@ -330,4 +332,226 @@ func RegisterWarehouseCommandHandler(r *runtime.Router, h WarehouseCommandHandle
 			runtime.On(_ReleaseStock_MessageType, h.HandleReleaseStock),
 		},
 	}, opts...)
+}
+
+// WarehouseEvent is an event of the Warehouse aggregate: *StockCounted or
+// *StockReserved. Only they implement it.
+type WarehouseEvent interface {
+	proto.Message
+	// warehouseEvent describes the event to the runtime.
+	warehouseEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// warehouseEvent makes StockCounted an WarehouseEvent.
+func (event *StockCounted) warehouseEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _StockCounted_MessageType, runtime.Outgoing{
+		Subject:      event.GetWarehouseId(),
+		PartitionKey: event.GetSku(),
+		Message:      event,
+	}
+}
+
+// warehouseEvent makes StockReserved an WarehouseEvent.
+func (event *StockReserved) warehouseEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _StockReserved_MessageType, runtime.Outgoing{
+		Subject:       event.GetWarehouseId(),
+		CorrelationID: event.GetOrderId(),
+		Message:       event,
+	}
+}
+
+// WarehouseCommand is a command of the Warehouse aggregate: *ReserveStock or
+// *ReleaseStock. Only they implement it.
+type WarehouseCommand interface {
+	proto.Message
+	// warehouseCommand returns the command's type and the id of the aggregate it is for.
+	warehouseCommand() (*runtime.MessageType, string)
+}
+
+// warehouseCommand makes ReserveStock an WarehouseCommand.
+func (command *ReserveStock) warehouseCommand() (*runtime.MessageType, string) {
+	return _ReserveStock_MessageType, command.GetWarehouseId()
+}
+
+// warehouseCommand makes ReleaseStock an WarehouseCommand.
+func (command *ReleaseStock) warehouseCommand() (*runtime.MessageType, string) {
+	return _ReleaseStock_MessageType, command.GetWarehouseId()
+}
+
+// WarehouseAggregate is the behaviour of the Warehouse aggregate, which you
+// implement: an Apply method per event folds the event into the state, and a
+// Handle method per command decides the events the command causes. A new event
+// or command in the schema adds a method here, so an implementation stops
+// compiling until it handles it. WarehouseRepository runs it against an event
+// store.
+type WarehouseAggregate interface {
+	// ApplyStockCounted folds an StockCounted event into state. It cannot fail: the
+	// event has happened.
+	ApplyStockCounted(state *Warehouse, event *StockCounted)
+	// ApplyStockReserved folds an StockReserved event into state. It cannot fail:
+	// the event has happened.
+	ApplyStockReserved(state *Warehouse, event *StockReserved)
+	// HandleReserveStock decides the events of a ReserveStock command on state, or
+	// returns a domain error, which is not retried. It must not modify state.
+	HandleReserveStock(ctx context.Context, state *Warehouse, command *ReserveStock) ([]WarehouseEvent, error)
+	// HandleReleaseStock decides the events of a ReleaseStock command on state, or
+	// returns a domain error, which is not retried. It must not modify state.
+	HandleReleaseStock(ctx context.Context, state *Warehouse, command *ReleaseStock) ([]WarehouseEvent, error)
+}
+
+// _Warehouse_EventSpecs tells the runtime how to decode the Warehouse aggregate's stored events.
+var _Warehouse_EventSpecs = []runtime.EventSpec[WarehouseEvent]{
+	{Type: _StockCounted_MessageType, New: func() WarehouseEvent {
+		return new(StockCounted)
+	}},
+	{Type: _StockReserved_MessageType, New: func() WarehouseEvent {
+		return new(StockReserved)
+	}},
+}
+
+// _Warehouse_Spec describes the Warehouse aggregate, with b's behaviour, to the runtime.
+func _Warehouse_Spec(b WarehouseAggregate) runtime.AggregateSpec[*Warehouse, WarehouseEvent] {
+	return runtime.AggregateSpec[*Warehouse, WarehouseEvent]{
+		Type: WarehouseAggregateType,
+		New: func() *Warehouse {
+			return new(Warehouse)
+		},
+		Events: _Warehouse_EventSpecs,
+		Apply: func(state *Warehouse, event WarehouseEvent) {
+			switch event := event.(type) {
+			case *StockCounted:
+				b.ApplyStockCounted(state, event)
+			case *StockReserved:
+				b.ApplyStockReserved(state, event)
+			}
+		},
+		Describe: WarehouseEvent.warehouseEvent,
+		Snapshot: runtime.SnapshotPolicy{Every: 50, Version: 2},
+	}
+}
+
+// _Warehouse_Decide runs b's Handle method for command. Only a nil command matches no case.
+func _Warehouse_Decide(ctx context.Context, b WarehouseAggregate, state *Warehouse, command WarehouseCommand) ([]WarehouseEvent, error) {
+	switch command := command.(type) {
+	case *ReserveStock:
+		return b.HandleReserveStock(ctx, state, command)
+	case *ReleaseStock:
+		return b.HandleReleaseStock(ctx, state, command)
+	}
+	return nil, runtime.ErrNilCommand
+}
+
+// WarehouseRepository loads Warehouse aggregates from an event store and saves
+// their new events, with their outbox messages, in one transaction. It runs
+// commands with Execute, and implements WarehouseCommandHandler so that
+// RegisterWarehouseCommandHandler can feed it commands from the bus. It stores
+// a snapshot every 50 events. It is safe for concurrent use.
+type WarehouseRepository struct {
+	behaviour WarehouseAggregate
+	repo      *runtime.Repository[*Warehouse, WarehouseEvent]
+}
+
+// NewWarehouseRepository returns a repository of Warehouse aggregates in store,
+// with b's behaviour.
+func NewWarehouseRepository(store runtime.EventStore, b WarehouseAggregate, cfg runtime.RepositoryConfig) (*WarehouseRepository, error) {
+	repo, err := runtime.NewRepository(store, _Warehouse_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &WarehouseRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Warehouse aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *WarehouseRepository) Load(ctx context.Context, id string) (*Warehouse, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the
+// Warehouse aggregate id, and applies them to state. It returns the new
+// version, or a *runtime.ConcurrencyError if another writer appended since
+// version.
+func (r *WarehouseRepository) Save(ctx context.Context, id string, state *Warehouse, version uint64, events ...WarehouseEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
+}
+
+// Execute runs command on the Warehouse aggregate it names: it loads the
+// aggregate, calls the behaviour's Handle method and saves the events it
+// decides, which it returns. A domain error from the behaviour is returned
+// wrapped with runtime.Permanent. A command with retry_on_conflict runs again
+// on fresh state after a concurrency conflict.
+func (r *WarehouseRepository) Execute(ctx context.Context, command WarehouseCommand) ([]WarehouseEvent, error) {
+	if command == nil {
+		return nil, runtime.ErrNilCommand
+	}
+	t, id := command.warehouseCommand()
+	return r.repo.Execute(ctx, id, t, func(ctx context.Context, state *Warehouse) ([]WarehouseEvent, error) {
+		return _Warehouse_Decide(ctx, r.behaviour, state, command)
+	})
+}
+
+// HandleReserveStock runs a ReserveStock command from the bus with Execute.
+func (r *WarehouseRepository) HandleReserveStock(ctx context.Context, command *ReserveStock) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// HandleReleaseStock runs a ReleaseStock command from the bus with Execute.
+func (r *WarehouseRepository) HandleReleaseStock(ctx context.Context, command *ReleaseStock) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// WarehouseScenario tests an WarehouseAggregate with no event store: given past
+// events, when a command, then the events it decides, or an error. In a test:
+//
+//	NewWarehouseScenario(t, behaviour).
+//		Given(&StockCounted{...}).
+//		When(&ReserveStock{...}).
+//		Then(&StockCounted{...})
+type WarehouseScenario struct {
+	t         runtime.TB
+	behaviour WarehouseAggregate
+	s         *runtime.Scenario[*Warehouse, WarehouseEvent]
+}
+
+// NewWarehouseScenario returns a scenario of b that reports failures to t, a
+// *testing.T.
+func NewWarehouseScenario(t runtime.TB, b WarehouseAggregate) *WarehouseScenario {
+	return &WarehouseScenario{t: t, behaviour: b, s: runtime.NewScenario(t, _Warehouse_Spec(b))}
+}
+
+// Given applies past events to the aggregate's state.
+func (s *WarehouseScenario) Given(events ...WarehouseEvent) *WarehouseScenario {
+	s.s.Given(events...)
+	return s
+}
+
+// When runs command's Handle method on the state the given events built.
+func (s *WarehouseScenario) When(command WarehouseCommand) *WarehouseScenario {
+	s.t.Helper()
+	_, id := command.warehouseCommand()
+	s.s.When(context.Background(), id, func(ctx context.Context, state *Warehouse) ([]WarehouseEvent, error) {
+		return _Warehouse_Decide(ctx, s.behaviour, state, command)
+	})
+	return s
+}
+
+// Then checks that the command succeeded and decided exactly want, in order.
+func (s *WarehouseScenario) Then(want ...WarehouseEvent) {
+	s.t.Helper()
+	s.s.Then(want...)
+}
+
+// ThenError checks that the command failed with an error matching target
+// (errors.Is), or with any error if target is nil.
+func (s *WarehouseScenario) ThenError(target error) {
+	s.t.Helper()
+	s.s.ThenError(target)
+}
+
+// State returns the state the given events built.
+func (s *WarehouseScenario) State() *Warehouse {
+	return s.s.State()
 }

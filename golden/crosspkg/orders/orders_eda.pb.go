@@ -6,6 +6,7 @@ package orderspb
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -94,4 +95,87 @@ func RegisterInvoiceEventHandler(r *runtime.Router, h InvoiceEventHandler, opts 
 			runtime.On(_InvoiceIssued_MessageType, h.HandleInvoiceIssued),
 		},
 	}, opts...)
+}
+
+// InvoiceEvent is an event of the Invoice aggregate: *InvoiceIssued. Only they
+// implement it.
+type InvoiceEvent interface {
+	proto.Message
+	// invoiceEvent describes the event to the runtime.
+	invoiceEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// invoiceEvent makes InvoiceIssued an InvoiceEvent.
+func (event *InvoiceIssued) invoiceEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _InvoiceIssued_MessageType, runtime.Outgoing{
+		Subject: event.GetInvoiceId(),
+		Message: event,
+	}
+}
+
+// InvoiceAggregate is the behaviour of the Invoice aggregate, which you
+// implement: an Apply method per event folds the event into the state. A new
+// event in the schema adds a method here, so an implementation stops compiling
+// until it handles it. InvoiceRepository runs it against an event store.
+type InvoiceAggregate interface {
+	// ApplyInvoiceIssued folds an InvoiceIssued event into state. It cannot fail:
+	// the event has happened.
+	ApplyInvoiceIssued(state *Invoice, event *InvoiceIssued)
+}
+
+// _Invoice_EventSpecs tells the runtime how to decode the Invoice aggregate's stored events.
+var _Invoice_EventSpecs = []runtime.EventSpec[InvoiceEvent]{
+	{Type: _InvoiceIssued_MessageType, New: func() InvoiceEvent {
+		return new(InvoiceIssued)
+	}},
+}
+
+// _Invoice_Spec describes the Invoice aggregate, with b's behaviour, to the runtime.
+func _Invoice_Spec(b InvoiceAggregate) runtime.AggregateSpec[*Invoice, InvoiceEvent] {
+	return runtime.AggregateSpec[*Invoice, InvoiceEvent]{
+		Type: InvoiceAggregateType,
+		New: func() *Invoice {
+			return new(Invoice)
+		},
+		Events: _Invoice_EventSpecs,
+		Apply: func(state *Invoice, event InvoiceEvent) {
+			switch event := event.(type) {
+			case *InvoiceIssued:
+				b.ApplyInvoiceIssued(state, event)
+			}
+		},
+		Describe: InvoiceEvent.invoiceEvent,
+	}
+}
+
+// InvoiceRepository loads Invoice aggregates from an event store and saves
+// their new events, with their outbox messages, in one transaction. It is safe
+// for concurrent use.
+type InvoiceRepository struct {
+	behaviour InvoiceAggregate
+	repo      *runtime.Repository[*Invoice, InvoiceEvent]
+}
+
+// NewInvoiceRepository returns a repository of Invoice aggregates in store,
+// with b's behaviour.
+func NewInvoiceRepository(store runtime.EventStore, b InvoiceAggregate, cfg runtime.RepositoryConfig) (*InvoiceRepository, error) {
+	repo, err := runtime.NewRepository(store, _Invoice_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &InvoiceRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Invoice aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *InvoiceRepository) Load(ctx context.Context, id string) (*Invoice, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the
+// Invoice aggregate id, and applies them to state. It returns the new version,
+// or a *runtime.ConcurrencyError if another writer appended since version.
+func (r *InvoiceRepository) Save(ctx context.Context, id string, state *Invoice, version uint64, events ...InvoiceEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
 }

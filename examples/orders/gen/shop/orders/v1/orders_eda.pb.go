@@ -6,6 +6,7 @@ package ordersv1
 import (
 	"context"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"google.golang.org/protobuf/proto"
 	"time"
 )
 
@@ -254,4 +255,239 @@ func RegisterOrderCommandHandler(r *runtime.Router, h OrderCommandHandler, opts 
 			runtime.On(_CancelOrder_MessageType, h.HandleCancelOrder),
 		},
 	}, opts...)
+}
+
+// OrderEvent is an event of the Order aggregate: *OrderPlaced, *OrderShipped or
+// *OrderCancelled. Only they implement it.
+type OrderEvent interface {
+	proto.Message
+	// orderEvent describes the event to the runtime.
+	orderEvent() (*runtime.MessageType, runtime.Outgoing)
+}
+
+// orderEvent makes OrderPlaced an OrderEvent.
+func (event *OrderPlaced) orderEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _OrderPlaced_MessageType, runtime.Outgoing{
+		Subject:      event.GetOrderId(),
+		PartitionKey: event.GetCustomerId(),
+		Message:      event,
+	}
+}
+
+// orderEvent makes OrderShipped an OrderEvent.
+func (event *OrderShipped) orderEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _OrderShipped_MessageType, runtime.Outgoing{
+		Subject: event.GetOrderId(),
+		Message: event,
+	}
+}
+
+// orderEvent makes OrderCancelled an OrderEvent.
+func (event *OrderCancelled) orderEvent() (*runtime.MessageType, runtime.Outgoing) {
+	return _OrderCancelled_MessageType, runtime.Outgoing{
+		Subject: event.GetOrderId(),
+		Message: event,
+	}
+}
+
+// OrderCommand is a command of the Order aggregate: *PlaceOrder or
+// *CancelOrder. Only they implement it.
+type OrderCommand interface {
+	proto.Message
+	// orderCommand returns the command's type and the id of the aggregate it is for.
+	orderCommand() (*runtime.MessageType, string)
+}
+
+// orderCommand makes PlaceOrder an OrderCommand.
+func (command *PlaceOrder) orderCommand() (*runtime.MessageType, string) {
+	return _PlaceOrder_MessageType, command.GetOrderId()
+}
+
+// orderCommand makes CancelOrder an OrderCommand.
+func (command *CancelOrder) orderCommand() (*runtime.MessageType, string) {
+	return _CancelOrder_MessageType, command.GetOrderId()
+}
+
+// OrderAggregate is the behaviour of the Order aggregate, which you implement:
+// an Apply method per event folds the event into the state, and a Handle method
+// per command decides the events the command causes. A new event or command in
+// the schema adds a method here, so an implementation stops compiling until it
+// handles it. OrderRepository runs it against an event store.
+type OrderAggregate interface {
+	// ApplyOrderPlaced folds an OrderPlaced event into state. It cannot fail: the
+	// event has happened.
+	ApplyOrderPlaced(state *Order, event *OrderPlaced)
+	// ApplyOrderShipped folds an OrderShipped event into state. It cannot fail: the
+	// event has happened.
+	ApplyOrderShipped(state *Order, event *OrderShipped)
+	// ApplyOrderCancelled folds an OrderCancelled event into state. It cannot fail:
+	// the event has happened.
+	ApplyOrderCancelled(state *Order, event *OrderCancelled)
+	// HandlePlaceOrder decides the events of a PlaceOrder command on state, or
+	// returns a domain error, which is not retried. It must not modify state.
+	HandlePlaceOrder(ctx context.Context, state *Order, command *PlaceOrder) ([]OrderEvent, error)
+	// HandleCancelOrder decides the events of a CancelOrder command on state, or
+	// returns a domain error, which is not retried. It must not modify state.
+	HandleCancelOrder(ctx context.Context, state *Order, command *CancelOrder) ([]OrderEvent, error)
+}
+
+// _Order_EventSpecs tells the runtime how to decode the Order aggregate's stored events.
+var _Order_EventSpecs = []runtime.EventSpec[OrderEvent]{
+	{Type: _OrderPlaced_MessageType, New: func() OrderEvent {
+		return new(OrderPlaced)
+	}},
+	{Type: _OrderShipped_MessageType, New: func() OrderEvent {
+		return new(OrderShipped)
+	}},
+	{Type: _OrderCancelled_MessageType, New: func() OrderEvent {
+		return new(OrderCancelled)
+	}},
+}
+
+// _Order_Spec describes the Order aggregate, with b's behaviour, to the runtime.
+func _Order_Spec(b OrderAggregate) runtime.AggregateSpec[*Order, OrderEvent] {
+	return runtime.AggregateSpec[*Order, OrderEvent]{
+		Type: OrderAggregateType,
+		New: func() *Order {
+			return new(Order)
+		},
+		Events: _Order_EventSpecs,
+		Apply: func(state *Order, event OrderEvent) {
+			switch event := event.(type) {
+			case *OrderPlaced:
+				b.ApplyOrderPlaced(state, event)
+			case *OrderShipped:
+				b.ApplyOrderShipped(state, event)
+			case *OrderCancelled:
+				b.ApplyOrderCancelled(state, event)
+			}
+		},
+		Describe: OrderEvent.orderEvent,
+		Snapshot: runtime.SnapshotPolicy{Every: 100, Version: 1},
+	}
+}
+
+// _Order_Decide runs b's Handle method for command. Only a nil command matches no case.
+func _Order_Decide(ctx context.Context, b OrderAggregate, state *Order, command OrderCommand) ([]OrderEvent, error) {
+	switch command := command.(type) {
+	case *PlaceOrder:
+		return b.HandlePlaceOrder(ctx, state, command)
+	case *CancelOrder:
+		return b.HandleCancelOrder(ctx, state, command)
+	}
+	return nil, runtime.ErrNilCommand
+}
+
+// OrderRepository loads Order aggregates from an event store and saves their
+// new events, with their outbox messages, in one transaction. It runs commands
+// with Execute, and implements OrderCommandHandler so that
+// RegisterOrderCommandHandler can feed it commands from the bus. It stores a
+// snapshot every 100 events. It is safe for concurrent use.
+type OrderRepository struct {
+	behaviour OrderAggregate
+	repo      *runtime.Repository[*Order, OrderEvent]
+}
+
+// NewOrderRepository returns a repository of Order aggregates in store, with
+// b's behaviour.
+func NewOrderRepository(store runtime.EventStore, b OrderAggregate, cfg runtime.RepositoryConfig) (*OrderRepository, error) {
+	repo, err := runtime.NewRepository(store, _Order_Spec(b), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &OrderRepository{behaviour: b, repo: repo}, nil
+}
+
+// Load returns the state and version of the Order aggregate id: its latest
+// snapshot, if any, with the events after it applied. Version 0 means the
+// aggregate has no events.
+func (r *OrderRepository) Load(ctx context.Context, id string) (*Order, uint64, error) {
+	return r.repo.Load(ctx, id)
+}
+
+// Save appends events, decided on state at version, to the stream of the Order
+// aggregate id, and applies them to state. It returns the new version, or a
+// *runtime.ConcurrencyError if another writer appended since version.
+func (r *OrderRepository) Save(ctx context.Context, id string, state *Order, version uint64, events ...OrderEvent) (uint64, error) {
+	return r.repo.Save(ctx, id, state, version, events)
+}
+
+// Execute runs command on the Order aggregate it names: it loads the aggregate,
+// calls the behaviour's Handle method and saves the events it decides, which it
+// returns. A domain error from the behaviour is returned wrapped with
+// runtime.Permanent. A command with retry_on_conflict runs again on fresh state
+// after a concurrency conflict.
+func (r *OrderRepository) Execute(ctx context.Context, command OrderCommand) ([]OrderEvent, error) {
+	if command == nil {
+		return nil, runtime.ErrNilCommand
+	}
+	t, id := command.orderCommand()
+	return r.repo.Execute(ctx, id, t, func(ctx context.Context, state *Order) ([]OrderEvent, error) {
+		return _Order_Decide(ctx, r.behaviour, state, command)
+	})
+}
+
+// HandlePlaceOrder runs a PlaceOrder command from the bus with Execute.
+func (r *OrderRepository) HandlePlaceOrder(ctx context.Context, command *PlaceOrder) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// HandleCancelOrder runs a CancelOrder command from the bus with Execute.
+func (r *OrderRepository) HandleCancelOrder(ctx context.Context, command *CancelOrder) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// OrderScenario tests an OrderAggregate with no event store: given past events,
+// when a command, then the events it decides, or an error. In a test:
+//
+//	NewOrderScenario(t, behaviour).
+//		Given(&OrderPlaced{...}).
+//		When(&PlaceOrder{...}).
+//		Then(&OrderPlaced{...})
+type OrderScenario struct {
+	t         runtime.TB
+	behaviour OrderAggregate
+	s         *runtime.Scenario[*Order, OrderEvent]
+}
+
+// NewOrderScenario returns a scenario of b that reports failures to t, a
+// *testing.T.
+func NewOrderScenario(t runtime.TB, b OrderAggregate) *OrderScenario {
+	return &OrderScenario{t: t, behaviour: b, s: runtime.NewScenario(t, _Order_Spec(b))}
+}
+
+// Given applies past events to the aggregate's state.
+func (s *OrderScenario) Given(events ...OrderEvent) *OrderScenario {
+	s.s.Given(events...)
+	return s
+}
+
+// When runs command's Handle method on the state the given events built.
+func (s *OrderScenario) When(command OrderCommand) *OrderScenario {
+	s.t.Helper()
+	_, id := command.orderCommand()
+	s.s.When(context.Background(), id, func(ctx context.Context, state *Order) ([]OrderEvent, error) {
+		return _Order_Decide(ctx, s.behaviour, state, command)
+	})
+	return s
+}
+
+// Then checks that the command succeeded and decided exactly want, in order.
+func (s *OrderScenario) Then(want ...OrderEvent) {
+	s.t.Helper()
+	s.s.Then(want...)
+}
+
+// ThenError checks that the command failed with an error matching target
+// (errors.Is), or with any error if target is nil.
+func (s *OrderScenario) ThenError(target error) {
+	s.t.Helper()
+	s.s.ThenError(target)
+}
+
+// State returns the state the given events built.
+func (s *OrderScenario) State() *Order {
+	return s.s.State()
 }

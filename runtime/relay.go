@@ -1,0 +1,160 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// OutboxSource is the part of an EventStore a Relay reads.
+type OutboxSource interface {
+	RelayOutbox(ctx context.Context, limit int, publish func([]OutboxMessage) error) (int, error)
+}
+
+// RelayConfig configures a Relay.
+type RelayConfig struct {
+	// Publisher is the broker the outbox is published to. Required.
+	Publisher message.Publisher
+	// BatchSize is the most messages published per claim of the outbox.
+	// Default 100.
+	BatchSize int
+	// PollInterval is how often the relay looks for messages written by
+	// other processes, and how long it waits after an error. Messages
+	// appended through a store that implements OutboxNotifier are relayed at
+	// once. Default 100ms.
+	PollInterval time.Duration
+	// Logger receives relay errors, which the relay retries. Default: none.
+	Logger watermill.LoggerAdapter
+}
+
+// Defaults of RelayConfig.
+const (
+	DefaultRelayBatchSize    = 100
+	DefaultRelayPollInterval = 100 * time.Millisecond
+)
+
+// Validate reports what is missing or out of range.
+func (c RelayConfig) Validate() error {
+	var errs []error
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("RelayConfig.Publisher is required: the broker to publish the outbox to"))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("RelayConfig.BatchSize is %d: it must not be negative", c.BatchSize))
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, fmt.Errorf("RelayConfig.PollInterval is %v: it must not be negative", c.PollInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Relay publishes the outbox of an event store to a broker: in outbox order,
+// at least once (a message whose publication is interrupted is published
+// again), so consumers deduplicate by message id. Several relays may run
+// against one store: the store's claim keeps them from publishing the same
+// messages at the same time.
+type Relay struct {
+	src       OutboxSource
+	cfg       RelayConfig
+	ready     <-chan struct{}
+	published atomic.Uint64
+}
+
+// NewRelay returns a relay of src's outbox.
+func NewRelay(src OutboxSource, cfg RelayConfig) (*Relay, error) {
+	if src == nil {
+		return nil, errors.New("runtime.NewRelay: nil OutboxSource")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultRelayBatchSize
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultRelayPollInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = watermill.NopLogger{}
+	}
+	r := &Relay{src: src, cfg: cfg}
+	if n, ok := src.(OutboxNotifier); ok {
+		r.ready = n.OutboxReady()
+	}
+	return r, nil
+}
+
+// Published is the number of messages the relay has published.
+func (r *Relay) Published() uint64 { return r.published.Load() }
+
+// Run relays until ctx is done, then returns nil. Errors are logged and
+// retried after PollInterval, except a closed store, which ends Run with
+// the error.
+func (r *Relay) Run(ctx context.Context) error {
+	poll := time.NewTicker(r.cfg.PollInterval)
+	defer poll.Stop()
+	for {
+		_, err := r.Flush(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrStoreClosed):
+			return err
+		case err != nil:
+			r.cfg.Logger.Error("Cannot relay the outbox; retrying", err, nil)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.ready:
+		case <-poll.C:
+		}
+	}
+}
+
+// Flush publishes waiting messages until the outbox is empty or another
+// relay holds its claim, and returns how many it published.
+func (r *Relay) Flush(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := r.src.RelayOutbox(ctx, r.cfg.BatchSize, r.publish)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("relay outbox: %w", err)
+		}
+		if n < r.cfg.BatchSize {
+			return total, nil
+		}
+	}
+}
+
+// publish publishes one batch in order, a run of messages to one topic per
+// call, so that brokers that batch can.
+func (r *Relay) publish(batch []OutboxMessage) error {
+	msgs := make([]*message.Message, len(batch))
+	for i, m := range batch {
+		md, err := DecodeMetadata(m.Metadata)
+		if err != nil {
+			return fmt.Errorf("outbox message %s at position %d: %w", m.UUID, m.Position, err)
+		}
+		msgs[i] = message.NewMessage(m.UUID, m.Payload)
+		msgs[i].Metadata = md
+	}
+	for start := 0; start < len(batch); {
+		end := start + 1
+		for end < len(batch) && batch[end].Topic == batch[start].Topic {
+			end++
+		}
+		if err := r.cfg.Publisher.Publish(batch[start].Topic, msgs[start:end]...); err != nil {
+			return fmt.Errorf("publish to %s: %w", batch[start].Topic, err)
+		}
+		r.published.Add(uint64(end - start))
+		start = end
+	}
+	return nil
+}
