@@ -225,3 +225,51 @@ func DecodeMetadata(b []byte) (map[string]string, error) {
 	}
 	return md, nil
 }
+
+// Validate reports every malformed part of an append, so that stores fail
+// with an error naming the field instead of a constraint violation. Every
+// backend calls it first.
+func (r AppendRequest) Validate() error {
+	var errs []error
+	if r.Stream.Type == "" {
+		errs = append(errs, errors.New("stream Type is empty: set it to the aggregate type"))
+	}
+	if r.Stream.ID == "" {
+		errs = append(errs, errors.New("stream ID is empty: set it to the aggregate id"))
+	}
+	if len(r.Events) == 0 {
+		errs = append(errs, errors.New("no events: an append stores at least one event"))
+	}
+	// Sequences are stored as signed 64-bit integers by the SQL stores.
+	if r.ExpectedVersion != AnyVersion && r.ExpectedVersion > math.MaxInt64-uint64(len(r.Events)) {
+		errs = append(errs, fmt.Errorf("expected version %d is past the largest sequence a store holds (%d)", r.ExpectedVersion, int64(math.MaxInt64)))
+	}
+	var seen map[string]int
+	if len(r.Events) > 1 {
+		seen = make(map[string]int, len(r.Events))
+	}
+	for i, e := range r.Events {
+		switch {
+		case e.ID == "":
+			errs = append(errs, fmt.Errorf("event %d has an empty ID: set it to the envelope id", i))
+		case e.Type == "":
+			errs = append(errs, fmt.Errorf("event %d (%s) has an empty Type: set it to the event type name", i, e.ID))
+		case e.SchemaVersion == 0:
+			errs = append(errs, fmt.Errorf("event %d (%s) has SchemaVersion 0: schema versions start at 1", i, e.ID))
+		}
+		if seen != nil && e.ID != "" {
+			if j, dup := seen[e.ID]; dup {
+				errs = append(errs, fmt.Errorf("events %d and %d have the same ID %s: %w", j, i, e.ID, ErrDuplicateEvent))
+			}
+			seen[e.ID] = i
+		}
+	}
+	for i, m := range r.Outbox {
+		// A message without a topic could never be published, and would hold
+		// up every message behind it.
+		if m.Topic == "" {
+			errs = append(errs, fmt.Errorf("outbox message %d (%s) has an empty Topic", i, m.UUID))
+		}
+	}
+	return errors.Join(errs...)
+}
