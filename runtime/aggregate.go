@@ -166,11 +166,12 @@ func (r *Repository[S, E]) Load(ctx context.Context, id string) (S, uint64, erro
 		var zero S
 		return zero, 0, err
 	}
+	var last *EventSpec[E] // streams repeat types: skip the map for a run
 	err = r.store.ReadStream(ctx, stream, version, func(rec *EventRecord) error {
 		if rec.Sequence != version+1 {
 			return Permanent(&LoadError{Stream: stream, Version: rec.Sequence, Type: rec.Type, Err: fmt.Errorf("the stream has a gap: the previous event is at version %d", version)})
 		}
-		e, err := r.decode(ctx, rec)
+		e, err := r.decode(ctx, rec, &last)
 		if err != nil {
 			return Permanent(&LoadError{Stream: stream, Version: rec.Sequence, Type: rec.Type, Err: err})
 		}
@@ -216,22 +217,34 @@ func (r *Repository[S, E]) loadSnapshot(ctx context.Context, stream StreamID) (S
 	return state, snap.Version, nil
 }
 
-// decode upcasts rec and decodes it into its event type.
-func (r *Repository[S, E]) decode(ctx context.Context, rec *EventRecord) (E, error) {
+// decode upcasts rec and decodes it into its event type. last caches the
+// previous event's spec: rehydration is a tight loop, and a stream's events
+// are mostly of a few types.
+func (r *Repository[S, E]) decode(ctx context.Context, rec *EventRecord, last **EventSpec[E]) (E, error) {
 	var zero E
 	if r.upcasters != nil {
 		if err := r.upcasters.Upcast(ctx, rec); err != nil {
 			return zero, err
 		}
 	}
-	es, ok := r.byType[rec.Type]
-	if !ok {
-		return zero, fmt.Errorf("unknown event type %q: add it to aggregate %s, or register an upcaster that maps it to a current type", rec.Type, r.spec.Type)
+	es := *last
+	if es == nil || es.Type.Name != rec.Type {
+		var ok bool
+		if es, ok = r.byType[rec.Type]; !ok {
+			return zero, fmt.Errorf("unknown event type %q: add it to aggregate %s, or register an upcaster that maps it to a current type", rec.Type, r.spec.Type)
+		}
+		*last = es
 	}
 	e := es.New()
-	codec, err := CodecFor(rec.ContentType)
-	if err == nil {
-		err = codec.Unmarshal(rec.Data, e)
+	var err error
+	if rec.ContentType == ContentTypeProtobuf || rec.ContentType == "" {
+		// The common case, without the Codec interface call.
+		err = proto.Unmarshal(rec.Data, e)
+	} else {
+		var codec Codec
+		if codec, err = CodecFor(rec.ContentType); err == nil {
+			err = codec.Unmarshal(rec.Data, e)
+		}
 	}
 	if err != nil {
 		return zero, fmt.Errorf("decode %s: %w", es.Type.Name, err)

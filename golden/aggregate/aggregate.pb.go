@@ -130,7 +130,8 @@ func (x *OpenAccount) GetOwner() string {
 	return ""
 }
 
-// Deposit adds money to an account.
+// Deposit adds money to an account. Its handler is a pure function of state
+// and command, so it may run again after a concurrency conflict.
 type Deposit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -293,19 +294,19 @@ var File_aggregate_aggregate_proto protoreflect.FileDescriptor
 
 const file_aggregate_aggregate_proto_rawDesc = "" +
 	"\n" +
-	"\x19aggregate/aggregate.proto\x12\x10golden.aggregate\x1a\x14eda/v1/options.proto\"]\n" +
+	"\x19aggregate/aggregate.proto\x12\x10golden.aggregate\x1a\x14eda/v1/options.proto\"c\n" +
 	"\aAccount\x12%\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tB\x06\xc2\xf3\x18\x02\b\x01R\taccountId\x12#\n" +
-	"\rbalance_cents\x18\x02 \x01(\x03R\fbalanceCents:\x06\xc2\xf3\x18\x02\x1a\x00\"S\n" +
+	"\rbalance_cents\x18\x02 \x01(\x03R\fbalanceCents:\f\xc2\xf3\x18\b\x1a\x06\"\x04\b\x03\x10\x02\"S\n" +
 	"\vOpenAccount\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
-	"\x05owner\x18\x02 \x01(\tR\x05owner:\x0f\xc2\xf3\x18\v\x12\t*\aAccount\"\\\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner:\x0f\xc2\xf3\x18\v\x12\t*\aAccount\"^\n" +
 	"\aDeposit\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12!\n" +
-	"\famount_cents\x18\x02 \x01(\x03R\vamountCents:\x0f\xc2\xf3\x18\v\x12\t*\aAccount\"U\n" +
+	"\famount_cents\x18\x02 \x01(\x03R\vamountCents:\x11\xc2\xf3\x18\r\x12\v*\aAccount@\x01\"U\n" +
 	"\rAccountOpened\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +

@@ -11,7 +11,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion1
+const _ = runtime.SupportPackageIsVersion2
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -61,11 +61,12 @@ var (
 		Command:       true,
 	}
 	_Deposit_MessageType = &runtime.MessageType{
-		Name:          DepositCommandType,
-		Version:       1,
-		Topic:         AccountCommandsTopic,
-		AggregateType: AccountAggregateType,
-		Command:       true,
+		Name:            DepositCommandType,
+		Version:         1,
+		Topic:           AccountCommandsTopic,
+		AggregateType:   AccountAggregateType,
+		Command:         true,
+		RetryOnConflict: true,
 	}
 )
 
@@ -169,7 +170,8 @@ func (p *AccountCommandBus) SendOpenAccount(ctx context.Context, command *OpenAc
 
 // SendDeposit sends one Deposit command.
 //
-// Deposit adds money to an account.
+// Deposit adds money to an account. Its handler is a pure function of state
+// and command, so it may run again after a concurrency conflict.
 func (p *AccountCommandBus) SendDeposit(ctx context.Context, command *Deposit) error {
 	return p.pub.Publish(ctx, _Deposit_MessageType, runtime.Outgoing{
 		Subject: command.GetAccountId(),
@@ -189,7 +191,8 @@ type AccountCommandHandler interface {
 	// HandleDeposit handles one Deposit command. An error is retried per the
 	// delivery policy, then dead-lettered.
 	//
-	// Deposit adds money to an account.
+	// Deposit adds money to an account. Its handler is a pure function of state
+	// and command, so it may run again after a concurrency conflict.
 	HandleDeposit(ctx context.Context, command *Deposit) error
 }
 
@@ -312,6 +315,7 @@ func _Account_Spec(b AccountAggregate) runtime.AggregateSpec[*Account, AccountEv
 			}
 		},
 		Describe: AccountEvent.accountEvent,
+		Snapshot: runtime.SnapshotPolicy{Every: 3, Version: 2},
 	}
 }
 
@@ -329,8 +333,8 @@ func _Account_Decide(ctx context.Context, b AccountAggregate, state *Account, co
 // AccountRepository loads Account aggregates from an event store and saves
 // their new events, with their outbox messages, in one transaction. It runs
 // commands with Execute, and implements AccountCommandHandler so that
-// RegisterAccountCommandHandler can feed it commands from the bus. It is safe
-// for concurrent use.
+// RegisterAccountCommandHandler can feed it commands from the bus. It stores a
+// snapshot every 3 events. It is safe for concurrent use.
 type AccountRepository struct {
 	behaviour AccountAggregate
 	repo      *runtime.Repository[*Account, AccountEvent]
