@@ -18,6 +18,14 @@
 //	<-router.Running()
 //	_ = ordersv1.NewOrderEventPublisher(pub).PublishOrderPlaced(ctx, &ordersv1.OrderPlaced{OrderId: "o-1"})
 //
+// Event sourcing: a Repository loads an aggregate from an EventStore (its
+// latest snapshot, then the events after it, through registered Upcasters)
+// and appends the events a command decides, with their outbox messages, in
+// one transaction; a Relay publishes the outbox to the broker. Scenario is
+// the given/when/then test fixture. The stores are in runtime/sqlite (the
+// embedded default), runtime/postgres and runtime/memstore; their conformance
+// suite is runtime/storetest.
+//
 // Event identity is the stable type name from the schema (the proto full
 // name unless the annotation says otherwise), never a Go type name, so moving
 // a Go package does not change what brokers and stores see.
@@ -28,3 +36,7 @@ package runtime
 // runtime that changes what generated code may call adds a new constant and
 // keeps the old ones while it still supports them.
 const SupportPackageIsVersion1 = true
+
+// SupportPackageIsVersion2 is asserted by code that uses the event-sourcing
+// API (Repository, Scenario, EventSpec).
+const SupportPackageIsVersion2 = true

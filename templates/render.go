@@ -66,11 +66,11 @@ func Render(f *model.File) ([]byte, error) {
 
 // genVersionAssertion emits
 //
-//	const _ = runtime.SupportPackageIsVersion1
+//	const _ = runtime.SupportPackageIsVersion2
 func genVersionAssertion(g *jen.File) {
 	g.Comment("This is a compile-time assertion that this generated file is compatible")
 	g.Comment("with the runtime package it is built against.")
-	g.Const().Id("_").Op("=").Qual(runtimePkg, "SupportPackageIsVersion1")
+	g.Const().Id("_").Op("=").Qual(runtimePkg, "SupportPackageIsVersion2")
 }
 
 // genTypeConsts emits one const block with the stable type name of every

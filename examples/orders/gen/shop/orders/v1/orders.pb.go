@@ -268,6 +268,59 @@ func (x *PlaceOrder) GetItems() []*LineItem {
 	return nil
 }
 
+// ShipOrder asks to hand a placed order to a carrier.
+type ShipOrder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Carrier       string                 `protobuf:"bytes,2,opt,name=carrier,proto3" json:"carrier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShipOrder) Reset() {
+	*x = ShipOrder{}
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShipOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShipOrder) ProtoMessage() {}
+
+func (x *ShipOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShipOrder.ProtoReflect.Descriptor instead.
+func (*ShipOrder) Descriptor() ([]byte, []int) {
+	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ShipOrder) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *ShipOrder) GetCarrier() string {
+	if x != nil {
+		return x.Carrier
+	}
+	return ""
+}
+
 // CancelOrder asks to cancel an order that has not shipped.
 type CancelOrder struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -279,7 +332,7 @@ type CancelOrder struct {
 
 func (x *CancelOrder) Reset() {
 	*x = CancelOrder{}
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[3]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +344,7 @@ func (x *CancelOrder) String() string {
 func (*CancelOrder) ProtoMessage() {}
 
 func (x *CancelOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[3]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +357,7 @@ func (x *CancelOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrder.ProtoReflect.Descriptor instead.
 func (*CancelOrder) Descriptor() ([]byte, []int) {
-	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{3}
+	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CancelOrder) GetOrderId() string {
@@ -334,7 +387,7 @@ type OrderPlaced struct {
 
 func (x *OrderPlaced) Reset() {
 	*x = OrderPlaced{}
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[4]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +399,7 @@ func (x *OrderPlaced) String() string {
 func (*OrderPlaced) ProtoMessage() {}
 
 func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[4]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +412,7 @@ func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPlaced.ProtoReflect.Descriptor instead.
 func (*OrderPlaced) Descriptor() ([]byte, []int) {
-	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{4}
+	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OrderPlaced) GetOrderId() string {
@@ -401,7 +454,7 @@ type OrderShipped struct {
 
 func (x *OrderShipped) Reset() {
 	*x = OrderShipped{}
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[5]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +466,7 @@ func (x *OrderShipped) String() string {
 func (*OrderShipped) ProtoMessage() {}
 
 func (x *OrderShipped) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[5]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +479,7 @@ func (x *OrderShipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderShipped.ProtoReflect.Descriptor instead.
 func (*OrderShipped) Descriptor() ([]byte, []int) {
-	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{5}
+	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OrderShipped) GetOrderId() string {
@@ -454,7 +507,7 @@ type OrderCancelled struct {
 
 func (x *OrderCancelled) Reset() {
 	*x = OrderCancelled{}
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[6]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +519,7 @@ func (x *OrderCancelled) String() string {
 func (*OrderCancelled) ProtoMessage() {}
 
 func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_orders_v1_orders_proto_msgTypes[6]
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +532,7 @@ func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderCancelled.ProtoReflect.Descriptor instead.
 func (*OrderCancelled) Descriptor() ([]byte, []int) {
-	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{6}
+	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OrderCancelled) GetOrderId() string {
@@ -518,6 +571,9 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
 	"customerId\x12.\n" +
 	"\x05items\x18\x03 \x03(\v2\x18.shop.orders.v1.LineItemR\x05items:\r\xc2\xf3\x18\t\x12\a*\x05Order\"O\n" +
+	"\tShipOrder\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x18\n" +
+	"\acarrier\x18\x02 \x01(\tR\acarrier:\r\xc2\xf3\x18\t\x12\a*\x05Order\"O\n" +
 	"\vCancelOrder\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason:\r\xc2\xf3\x18\t\x12\a*\x05Order\"\xbb\x01\n" +
@@ -556,16 +612,17 @@ func file_shop_orders_v1_orders_proto_rawDescGZIP() []byte {
 }
 
 var file_shop_orders_v1_orders_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shop_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_shop_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_shop_orders_v1_orders_proto_goTypes = []any{
 	(OrderStatus)(0),       // 0: shop.orders.v1.OrderStatus
 	(*Order)(nil),          // 1: shop.orders.v1.Order
 	(*LineItem)(nil),       // 2: shop.orders.v1.LineItem
 	(*PlaceOrder)(nil),     // 3: shop.orders.v1.PlaceOrder
-	(*CancelOrder)(nil),    // 4: shop.orders.v1.CancelOrder
-	(*OrderPlaced)(nil),    // 5: shop.orders.v1.OrderPlaced
-	(*OrderShipped)(nil),   // 6: shop.orders.v1.OrderShipped
-	(*OrderCancelled)(nil), // 7: shop.orders.v1.OrderCancelled
+	(*ShipOrder)(nil),      // 4: shop.orders.v1.ShipOrder
+	(*CancelOrder)(nil),    // 5: shop.orders.v1.CancelOrder
+	(*OrderPlaced)(nil),    // 6: shop.orders.v1.OrderPlaced
+	(*OrderShipped)(nil),   // 7: shop.orders.v1.OrderShipped
+	(*OrderCancelled)(nil), // 8: shop.orders.v1.OrderCancelled
 }
 var file_shop_orders_v1_orders_proto_depIdxs = []int32{
 	2, // 0: shop.orders.v1.Order.items:type_name -> shop.orders.v1.LineItem
@@ -590,7 +647,7 @@ func file_shop_orders_v1_orders_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_orders_v1_orders_proto_rawDesc), len(file_shop_orders_v1_orders_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

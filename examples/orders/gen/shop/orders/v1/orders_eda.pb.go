@@ -12,13 +12,15 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion1
+const _ = runtime.SupportPackageIsVersion2
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
 const (
 	// PlaceOrderCommandType is the type name of PlaceOrder commands.
 	PlaceOrderCommandType = "shop.orders.v1.PlaceOrder"
+	// ShipOrderCommandType is the type name of ShipOrder commands.
+	ShipOrderCommandType = "shop.orders.v1.ShipOrder"
 	// CancelOrderCommandType is the type name of CancelOrder commands.
 	CancelOrderCommandType = "shop.orders.v1.CancelOrder"
 	// OrderPlacedEventType is the type name of OrderPlaced events.
@@ -68,6 +70,13 @@ var (
 	}
 	_PlaceOrder_MessageType = &runtime.MessageType{
 		Name:          PlaceOrderCommandType,
+		Version:       1,
+		Topic:         OrderCommandsTopic,
+		AggregateType: OrderAggregateType,
+		Command:       true,
+	}
+	_ShipOrder_MessageType = &runtime.MessageType{
+		Name:          ShipOrderCommandType,
 		Version:       1,
 		Topic:         OrderCommandsTopic,
 		AggregateType: OrderAggregateType,
@@ -202,6 +211,16 @@ func (p *OrderCommandBus) SendPlaceOrder(ctx context.Context, command *PlaceOrde
 	})
 }
 
+// SendShipOrder sends one ShipOrder command.
+//
+// ShipOrder asks to hand a placed order to a carrier.
+func (p *OrderCommandBus) SendShipOrder(ctx context.Context, command *ShipOrder) error {
+	return p.pub.Publish(ctx, _ShipOrder_MessageType, runtime.Outgoing{
+		Subject: command.GetOrderId(),
+		Message: command,
+	})
+}
+
 // SendCancelOrder sends one CancelOrder command.
 //
 // CancelOrder asks to cancel an order that has not shipped.
@@ -221,6 +240,11 @@ type OrderCommandHandler interface {
 	//
 	// PlaceOrder asks to place a new order.
 	HandlePlaceOrder(ctx context.Context, command *PlaceOrder) error
+	// HandleShipOrder handles one ShipOrder command. An error is retried per the
+	// delivery policy, then dead-lettered.
+	//
+	// ShipOrder asks to hand a placed order to a carrier.
+	HandleShipOrder(ctx context.Context, command *ShipOrder) error
 	// HandleCancelOrder handles one CancelOrder command. An error is retried per
 	// the delivery policy, then dead-lettered.
 	//
@@ -234,6 +258,11 @@ type UnimplementedOrderCommandHandler struct{}
 
 // HandlePlaceOrder returns runtime.ErrUnimplemented.
 func (UnimplementedOrderCommandHandler) HandlePlaceOrder(context.Context, *PlaceOrder) error {
+	return runtime.ErrUnimplemented
+}
+
+// HandleShipOrder returns runtime.ErrUnimplemented.
+func (UnimplementedOrderCommandHandler) HandleShipOrder(context.Context, *ShipOrder) error {
 	return runtime.ErrUnimplemented
 }
 
@@ -252,6 +281,7 @@ func RegisterOrderCommandHandler(r *runtime.Router, h OrderCommandHandler, opts 
 		Topic: OrderCommandsTopic,
 		Routes: []runtime.Route{
 			runtime.On(_PlaceOrder_MessageType, h.HandlePlaceOrder),
+			runtime.On(_ShipOrder_MessageType, h.HandleShipOrder),
 			runtime.On(_CancelOrder_MessageType, h.HandleCancelOrder),
 		},
 	}, opts...)
@@ -290,7 +320,7 @@ func (event *OrderCancelled) orderEvent() (*runtime.MessageType, runtime.Outgoin
 	}
 }
 
-// OrderCommand is a command of the Order aggregate: *PlaceOrder or
+// OrderCommand is a command of the Order aggregate: *PlaceOrder, *ShipOrder or
 // *CancelOrder. Only they implement it.
 type OrderCommand interface {
 	proto.Message
@@ -301,6 +331,11 @@ type OrderCommand interface {
 // orderCommand makes PlaceOrder an OrderCommand.
 func (command *PlaceOrder) orderCommand() (*runtime.MessageType, string) {
 	return _PlaceOrder_MessageType, command.GetOrderId()
+}
+
+// orderCommand makes ShipOrder an OrderCommand.
+func (command *ShipOrder) orderCommand() (*runtime.MessageType, string) {
+	return _ShipOrder_MessageType, command.GetOrderId()
 }
 
 // orderCommand makes CancelOrder an OrderCommand.
@@ -326,6 +361,9 @@ type OrderAggregate interface {
 	// HandlePlaceOrder decides the events of a PlaceOrder command on state, or
 	// returns a domain error, which is not retried. It must not modify state.
 	HandlePlaceOrder(ctx context.Context, state *Order, command *PlaceOrder) ([]OrderEvent, error)
+	// HandleShipOrder decides the events of a ShipOrder command on state, or
+	// returns a domain error, which is not retried. It must not modify state.
+	HandleShipOrder(ctx context.Context, state *Order, command *ShipOrder) ([]OrderEvent, error)
 	// HandleCancelOrder decides the events of a CancelOrder command on state, or
 	// returns a domain error, which is not retried. It must not modify state.
 	HandleCancelOrder(ctx context.Context, state *Order, command *CancelOrder) ([]OrderEvent, error)
@@ -372,6 +410,8 @@ func _Order_Decide(ctx context.Context, b OrderAggregate, state *Order, command 
 	switch command := command.(type) {
 	case *PlaceOrder:
 		return b.HandlePlaceOrder(ctx, state, command)
+	case *ShipOrder:
+		return b.HandleShipOrder(ctx, state, command)
 	case *CancelOrder:
 		return b.HandleCancelOrder(ctx, state, command)
 	}
@@ -429,6 +469,12 @@ func (r *OrderRepository) Execute(ctx context.Context, command OrderCommand) ([]
 
 // HandlePlaceOrder runs a PlaceOrder command from the bus with Execute.
 func (r *OrderRepository) HandlePlaceOrder(ctx context.Context, command *PlaceOrder) error {
+	_, err := r.Execute(ctx, command)
+	return err
+}
+
+// HandleShipOrder runs a ShipOrder command from the bus with Execute.
+func (r *OrderRepository) HandleShipOrder(ctx context.Context, command *ShipOrder) error {
 	_, err := r.Execute(ctx, command)
 	return err
 }
