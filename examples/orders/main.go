@@ -1,18 +1,25 @@
-// Command orders is a small order service built from generated code and the
-// embedded runtime: no server, no broker. It sends commands through the
-// generated command bus; its command handler checks them against in-memory
-// state and publishes events through the generated event publisher; a
-// notifier handles the events; a command that cannot succeed goes to the
-// dead-letter topic with its reason.
+// Command orders is a small event-sourced order service built from generated
+// code and the runtime, with no server and no broker: commands go through
+// the generated command bus to the generated repository, which runs the
+// Order aggregate's behaviour (order.go) and appends the events it decides to
+// the event store, together with their outbox messages, in one transaction.
+// The outbox relay publishes them to the bus, where a notifier handles them.
+// A command the aggregate refuses goes to the dead-letter topic with its
+// reason.
 //
-// Regenerate the code and run it from the repository root:
+// The event store is embedded SQLite in memory by default. Keep it in a file,
+// or use PostgreSQL, by changing the URL:
 //
-//	go run ./cmd/eda generate && go run ./examples/orders
+//	go run ./examples/orders
+//	go run ./examples/orders -store sqlite://orders.db
+//	go run ./examples/orders -store postgres://postgres@127.0.0.1:5432/test
+//
+// Regenerate the code first with `go run ./cmd/eda generate`.
 package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -26,18 +33,26 @@ import (
 )
 
 func main() {
+	storeURL := flag.String("store", "sqlite://:memory:", "event store URL: sqlite://PATH, sqlite://:memory:, postgres://..., or mem://")
+	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := run(ctx, os.Stdout); err != nil {
+	if err := run(ctx, os.Stdout, *storeURL); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// run wires the service, sends four commands and waits for their effects:
-// three events and one dead letter.
-func run(ctx context.Context, w io.Writer) error {
+// run wires the service, sends five commands and waits for their effects:
+// four events and one dead letter. Then it loads an order back from the
+// store.
+func run(ctx context.Context, w io.Writer, storeURL string) error {
 	// Handlers run on their own goroutines and share the output.
 	out := &lockedWriter{w: w}
+	store, err := openStore(ctx, storeURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	bus, err := mem.New(mem.Config{})
 	if err != nil {
 		return err
@@ -50,11 +65,19 @@ func run(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	orders, err := ordersv1.NewOrderRepository(store, order{}, runtime.RepositoryConfig{Source: "examples/orders"})
+	if err != nil {
+		return err
+	}
+	relay, err := runtime.NewRelay(store, runtime.RelayConfig{Publisher: bus})
+	if err != nil {
+		return err
+	}
 
-	const wantEvents, wantDeadLetters = 3, 1
+	const wantEvents, wantDeadLetters = 4, 1
 	seen := make(chan string, wantEvents+wantDeadLetters)
-	service := &orderService{events: ordersv1.NewOrderEventPublisher(pub), orders: map[string]*ordersv1.Order{}}
-	if err := ordersv1.RegisterOrderCommandHandler(router, service); err != nil {
+	// The repository handles the Order aggregate's commands from the bus.
+	if err := ordersv1.RegisterOrderCommandHandler(router, orders); err != nil {
 		return err
 	}
 	if err := ordersv1.RegisterOrderEventHandler(router, &notifier{out: out, seen: seen}); err != nil {
@@ -74,20 +97,27 @@ func run(ctx context.Context, w io.Writer) error {
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- router.Run(runCtx) }()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Go(func() { errs <- router.Run(runCtx) })
+	wg.Go(func() { errs <- relay.Run(runCtx) })
 	select {
 	case <-router.Running():
-	case err := <-done:
+	case err := <-errs:
 		return err
 	}
 
 	commands := ordersv1.NewOrderCommandBus(pub)
 	checkout := runtime.WithCorrelationID(ctx, "checkout-42")
 	items := []*ordersv1.LineItem{{Sku: "book", Quantity: 2, UnitPriceCents: 1250}}
+	// One order at a time: the bus keeps each topic in order, so order-2 is
+	// placed before it is cancelled.
 	for _, send := range []func() error{
 		func() error {
 			return commands.SendPlaceOrder(checkout, &ordersv1.PlaceOrder{OrderId: "order-1", CustomerId: "alice", Items: items})
+		},
+		func() error {
+			return commands.SendShipOrder(ctx, &ordersv1.ShipOrder{OrderId: "order-1", Carrier: "post"})
 		},
 		func() error {
 			return commands.SendPlaceOrder(ctx, &ordersv1.PlaceOrder{OrderId: "order-2", CustomerId: "bob", Items: items})
@@ -96,7 +126,7 @@ func run(ctx context.Context, w io.Writer) error {
 			return commands.SendCancelOrder(ctx, &ordersv1.CancelOrder{OrderId: "order-2", Reason: "changed my mind"})
 		},
 		func() error {
-			return commands.SendCancelOrder(ctx, &ordersv1.CancelOrder{OrderId: "order-404", Reason: "typo"})
+			return commands.SendCancelOrder(ctx, &ordersv1.CancelOrder{OrderId: "order-1", Reason: "too late"})
 		},
 	} {
 		if err := send(); err != nil {
@@ -111,59 +141,25 @@ func run(ctx context.Context, w io.Writer) error {
 			return fmt.Errorf("waiting for the commands' effects: %w", ctx.Err())
 		}
 	}
-	// Stop the router first: its counters are final once no handler runs.
+	// Stop the router and relay first: the counters are final once they stop.
 	stop()
-	if err := <-done; err != nil {
-		return err
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	stats := router.Stats()
-	fmt.Fprintf(out, "handled %d messages, dead-lettered %d\n", stats.Handled, stats.DeadLettered)
+	fmt.Fprintf(out, "handled %d messages, dead-lettered %d; the relay published %d events\n", stats.Handled, stats.DeadLettered, relay.Published())
+
+	// The store is the source of truth: load an order back from its events.
+	state, version, err := orders.Load(ctx, "order-1")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "order-1 is %s at version %d\n", state.GetStatus(), version)
 	return nil
-}
-
-// orderService handles the Order aggregate's commands. Its state lives in a
-// map here; event sourcing replaces the map with the event store.
-type orderService struct {
-	events *ordersv1.OrderEventPublisher
-
-	mu     sync.Mutex
-	orders map[string]*ordersv1.Order
-}
-
-// Compile-time check that every command of the schema is handled: adding a
-// command to orders.proto makes this line fail until it is.
-var _ ordersv1.OrderCommandHandler = (*orderService)(nil)
-
-func (s *orderService) HandlePlaceOrder(ctx context.Context, cmd *ordersv1.PlaceOrder) error {
-	if len(cmd.GetItems()) == 0 {
-		return runtime.Permanent(errors.New("an order needs at least one item"))
-	}
-	var total int64
-	for _, item := range cmd.GetItems() {
-		total += int64(item.GetQuantity()) * item.GetUnitPriceCents()
-	}
-	s.mu.Lock()
-	s.orders[cmd.GetOrderId()] = &ordersv1.Order{OrderId: cmd.GetOrderId(), CustomerId: cmd.GetCustomerId(), Items: cmd.GetItems(), Status: ordersv1.OrderStatus_ORDER_STATUS_PLACED}
-	s.mu.Unlock()
-	// Publishing with the handler's ctx makes the command the event's cause.
-	return s.events.PublishOrderPlaced(ctx, &ordersv1.OrderPlaced{OrderId: cmd.GetOrderId(), CustomerId: cmd.GetCustomerId(), Items: cmd.GetItems(), TotalCents: total})
-}
-
-func (s *orderService) HandleCancelOrder(ctx context.Context, cmd *ordersv1.CancelOrder) error {
-	s.mu.Lock()
-	order, ok := s.orders[cmd.GetOrderId()]
-	if ok && order.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_SHIPPED {
-		ok = false
-	}
-	if ok {
-		order.Status = ordersv1.OrderStatus_ORDER_STATUS_CANCELLED
-	}
-	s.mu.Unlock()
-	if !ok {
-		// Retrying cannot make an unknown order exist: dead-letter at once.
-		return runtime.Permanent(fmt.Errorf("order %s does not exist or has shipped", cmd.GetOrderId()))
-	}
-	return s.events.PublishOrderCancelled(ctx, &ordersv1.OrderCancelled{OrderId: cmd.GetOrderId(), Reason: cmd.GetReason()})
 }
 
 // notifier prints the events it handles. It embeds the Unimplemented handler,
@@ -176,8 +172,14 @@ type notifier struct {
 
 func (n *notifier) HandleOrderPlaced(ctx context.Context, e *ordersv1.OrderPlaced) error {
 	env, _ := runtime.EnvelopeFrom(ctx)
-	fmt.Fprintf(n.out, "order placed: %s by %s, total %d cents (correlation %s)\n", e.GetOrderId(), e.GetCustomerId(), e.GetTotalCents(), env.CorrelationID)
+	fmt.Fprintf(n.out, "order placed: %s by %s, total %d cents (version %d, correlation %s)\n", e.GetOrderId(), e.GetCustomerId(), e.GetTotalCents(), env.Sequence, env.CorrelationID)
 	n.seen <- "placed"
+	return nil
+}
+
+func (n *notifier) HandleOrderShipped(ctx context.Context, e *ordersv1.OrderShipped) error {
+	fmt.Fprintf(n.out, "order shipped: %s by %s\n", e.GetOrderId(), e.GetCarrier())
+	n.seen <- "shipped"
 	return nil
 }
 

@@ -3,28 +3,79 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/protoc-gen-eda/eda/internal/edatest"
 )
 
-func TestRun(t *testing.T) {
+// wantOutput is what every run prints, in some order: handlers run
+// concurrently.
+var wantOutput = []string{
+	"order placed: order-1 by alice, total 2500 cents (version 1, correlation checkout-42)",
+	"order shipped: order-1 by post",
+	"order placed: order-2 by bob",
+	"order cancelled: order-2 (changed my mind)",
+	"dead letter: shop.orders.v1.CancelOrder: the order has shipped",
+	"handled 8 messages, dead-lettered 1; the relay published 4 events",
+	"order-1 is ORDER_STATUS_SHIPPED at version 2",
+}
+
+func runAndCheck(t *testing.T, storeURL string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, &out); err != nil {
+	if err := run(ctx, &out, storeURL); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	for _, want := range []string{
-		"order placed: order-1 by alice, total 2500 cents (correlation checkout-42)",
-		"order placed: order-2 by bob",
-		"order cancelled: order-2 (changed my mind)",
-		"dead letter: shop.orders.v1.CancelOrder: order order-404 does not exist or has shipped",
-		"handled 6 messages, dead-lettered 1",
-	} {
+	for _, want := range wantOutput {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// The default: embedded SQLite in memory, as `go run ./examples/orders` runs.
+func TestRunSQLiteInMemory(t *testing.T) { runAndCheck(t, "sqlite://:memory:") }
+
+func TestRunSQLiteFile(t *testing.T) {
+	runAndCheck(t, "sqlite://"+filepath.Join(t.TempDir(), "orders.db"))
+}
+
+func TestRunInMemoryStore(t *testing.T) { runAndCheck(t, "mem://") }
+
+// The same code on PostgreSQL, changing only the URL.
+func TestRunPostgres(t *testing.T) {
+	url := edatest.ServiceURL(t, edatest.PostgresURLEnv)
+	schema := fmt.Sprintf("eda_example_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+			t.Error(err)
+		}
+	})
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	runAndCheck(t, url+sep+"schema="+schema)
+}
+
+func TestUnknownStore(t *testing.T) {
+	err := run(context.Background(), &bytes.Buffer{}, "redis://localhost")
+	if err == nil || !strings.Contains(err.Error(), `unknown scheme "redis"`) {
+		t.Errorf("err = %v, want an unknown scheme error", err)
 	}
 }
