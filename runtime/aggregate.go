@@ -167,7 +167,11 @@ func (r *Repository[S, E]) Load(ctx context.Context, id string) (S, uint64, erro
 		return zero, 0, err
 	}
 	var last *EventSpec[E] // streams repeat types: skip the map for a run
-	err = r.store.ReadStream(ctx, stream, version, func(rec *EventRecord) error {
+	read := r.store.ReadStream
+	if pr, ok := r.store.(PayloadReader); ok {
+		read = pr.ReadStreamPayloads
+	}
+	err = read(ctx, stream, version, func(rec *EventRecord) error {
 		if rec.Sequence != version+1 {
 			return Permanent(&LoadError{Stream: stream, Version: rec.Sequence, Type: rec.Type, Err: fmt.Errorf("the stream has a gap: the previous event is at version %d", version)})
 		}

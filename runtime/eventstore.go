@@ -174,6 +174,15 @@ type OutboxNotifier interface {
 	OutboxReady() <-chan struct{}
 }
 
+// PayloadReader is implemented by stores that can read a stream faster
+// when only what rehydration needs is read: the record fn gets has Stream,
+// Sequence, Type, SchemaVersion, ContentType and Data set, and the rest
+// zero. Otherwise it follows ReadStream's contract. A Repository uses it when
+// its store has it, so upcasters see only those fields.
+type PayloadReader interface {
+	ReadStreamPayloads(ctx context.Context, stream StreamID, after uint64, fn func(*EventRecord) error) error
+}
+
 // Errors of event stores.
 var (
 	// ErrConcurrency is the error every *ConcurrencyError matches.

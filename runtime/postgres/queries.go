@@ -10,6 +10,7 @@ type queries struct {
 	findIDs       string
 	streamVersion string
 	readStream    string
+	readPayloads  string
 	readAll       string
 	saveSnapshot  string
 	loadSnapshot  string
@@ -39,6 +40,9 @@ func newQueries(n names) queries {
 		// range condition and the order, so reading from after costs the
 		// same however long the stream is.
 		readStream: fmt.Sprintf(`SELECT %s FROM %s WHERE stream_type = $1 AND stream_id = $2 AND sequence > $3 ORDER BY sequence`, streamColumns, n.events),
+
+		// What rehydration reads: less to send than readStream's rows.
+		readPayloads: fmt.Sprintf(`SELECT sequence, type, schema_version, content_type, data FROM %s WHERE stream_type = $1 AND stream_id = $2 AND sequence > $3 ORDER BY sequence`, n.events),
 
 		// LIMIT NULL means no limit.
 		readAll: fmt.Sprintf(`SELECT %s FROM %s WHERE position > $1 ORDER BY position LIMIT $2`, allColumns, n.events),
