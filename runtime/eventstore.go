@@ -150,11 +150,11 @@ type EventStore interface {
 	LoadSnapshot(ctx context.Context, stream StreamID) (Snapshot, error)
 
 	// RelayOutbox calls publish with up to limit waiting outbox messages in
-	// position order, and deletes them if publish returns nil. It holds a
-	// claim on the outbox meanwhile, so that two relays (in one process or
-	// several) never publish the same message at the same time: if another
-	// relay holds it, RelayOutbox returns 0, nil without calling publish. It
-	// returns the number of messages published. If publish fails or the
+	// position order (limit <= 0 means no limit), and deletes them if
+	// publish returns nil. It holds a claim on the outbox meanwhile, so that
+	// two relays (in one process or several) never publish the same message
+	// at the same time: if another relay holds it, RelayOutbox returns 0, nil
+	// without calling publish. It returns the number of messages published. If publish fails or the
 	// process dies, the messages stay and are published again later: the
 	// outbox delivers at least once.
 	RelayOutbox(ctx context.Context, limit int, publish func([]OutboxMessage) error) (int, error)

@@ -197,40 +197,10 @@ func (s *Store) checkStored(req runtime.AppendRequest) (res runtime.AppendResult
 	return runtime.AppendResult{Version: last.Sequence, FirstPosition: first.Position, LastPosition: last.Position}, true, nil
 }
 
-// validate reports the first malformed part of req.
+// validate checks req with the contract's rules.
 func validate(req runtime.AppendRequest) error {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("memstore: append to stream %s: "+format, append([]any{req.Stream}, args...)...)
-	}
-	switch {
-	case req.Stream.Type == "":
-		return fail("stream Type is empty: set it to the aggregate type")
-	case req.Stream.ID == "":
-		return fail("stream ID is empty: set it to the aggregate id")
-	case len(req.Events) == 0:
-		return fail("no events: an append stores at least one event")
-	}
-	seen := make(map[string]struct{}, len(req.Events))
-	for i, e := range req.Events {
-		switch {
-		case e.ID == "":
-			return fail("event %d has an empty ID: set it to the envelope id", i)
-		case e.Type == "":
-			return fail("event %d (%s) has an empty Type: set it to the event type name", i, e.ID)
-		case e.SchemaVersion == 0:
-			return fail("event %d (%s) has SchemaVersion 0: schema versions start at 1", i, e.ID)
-		}
-		if _, ok := seen[e.ID]; ok {
-			return fail("event %d: id %s appears twice in the request: %w", i, e.ID, runtime.ErrDuplicateEvent)
-		}
-		seen[e.ID] = struct{}{}
-	}
-	for i, m := range req.Outbox {
-		// A message without a topic could never be published, and would
-		// block every message behind it in the outbox.
-		if m.Topic == "" {
-			return fail("outbox message %d (%s) has an empty Topic", i, m.UUID)
-		}
+	if err := req.Validate(); err != nil {
+		return fmt.Errorf("memstore: append to stream %s: %w", req.Stream, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +30,7 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 		return 0, errClosed(op)
 	}
 	if limit <= 0 {
-		return 0, fmt.Errorf("postgres: %s: limit is %d, want at least 1", op, limit)
+		limit = math.MaxInt32 // no limit, as the contract says
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {

@@ -50,6 +50,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -69,6 +70,26 @@ const Timeout = 2 * time.Minute
 // readings around an append: a database server may stamp commits with its
 // own, slightly different clock.
 const clockSkew = time.Minute
+
+// hangTimeout is how long a subtest may run before the watchdog ends the
+// test binary. It leaves Timeout to the subtest's own waits, which fail
+// more helpfully, and a minute for the calls after them.
+const hangTimeout = Timeout + time.Minute
+
+// watchdog bounds a subtest even when a store call ignores its context or
+// deadlocks, which no wait in the test can interrupt: after hangTimeout it
+// panics with every goroutine's stack, as go test -timeout does, but
+// naming the subtest. It is stopped by the test's first Cleanup, so that
+// it runs last and bounds the other Cleanups (Close) too.
+func watchdog(t *testing.T) {
+	name := t.Name()
+	timer := time.AfterFunc(hangTimeout, func() {
+		buf := make([]byte, 1<<20)
+		buf = buf[:goruntime.Stack(buf, true)]
+		panic(fmt.Sprintf("storetest: %s still running after %v: a store call hangs\n\n%s", name, hangTimeout, buf))
+	})
+	t.Cleanup(func() { timer.Stop() })
+}
 
 // Backend opens stores for the suite.
 type Backend struct {
@@ -110,7 +131,10 @@ func Run(t *testing.T, b Backend) {
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			for _, tc := range g.tests {
-				t.Run(tc.name, func(t *testing.T) { tc.fn(t, b) })
+				t.Run(tc.name, func(t *testing.T) {
+					watchdog(t)
+					tc.fn(t, b)
+				})
 			}
 		})
 	}
