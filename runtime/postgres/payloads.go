@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,16 +15,9 @@ import (
 // 10,000-event stream it is what brings a repository's load level with a
 // hand-written query of the same rows.
 func (s *Store) ReadStreamPayloads(ctx context.Context, stream runtime.StreamID, after uint64, fn func(*runtime.EventRecord) error) error {
-	op := func() string { return "read stream " + stream.String() }
-	if s.closed.Load() {
-		return errClosed(op())
-	}
-	if after >= math.MaxInt64 {
-		return nil
-	}
-	rows, err := s.pool.Query(ctx, s.q.readPayloads, stream.Type, stream.ID, int64(after))
-	if err != nil {
-		return s.wrap(op(), err)
+	rows, op, err := s.queryStream(ctx, s.q.readPayloads, stream, after)
+	if rows == nil {
+		return err
 	}
 	defer rows.Close()
 	rec := &runtime.EventRecord{Stream: stream}

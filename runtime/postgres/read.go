@@ -22,18 +22,29 @@ import (
 // The record's Data and Metadata point into pgx's read buffer, which is why
 // they are valid only until fn returns; nothing is copied but the event id.
 func (s *Store) ReadStream(ctx context.Context, stream runtime.StreamID, after uint64, fn func(*runtime.EventRecord) error) error {
-	op := func() string { return "read stream " + stream.String() }
-	if s.closed.Load() {
-		return errClosed(op())
-	}
-	if after >= math.MaxInt64 {
-		return nil // no sequence is above a bigint's range
-	}
-	rows, err := s.pool.Query(ctx, s.q.readStream, stream.Type, stream.ID, int64(after))
-	if err != nil {
-		return s.wrap(op(), err)
+	rows, op, err := s.queryStream(ctx, s.q.readStream, stream, after)
+	if rows == nil {
+		return err
 	}
 	return s.eachEvent(ctx, rows, &runtime.EventRecord{Stream: stream}, false, fn, op)
+}
+
+// queryStream runs query, one of the stream reads, over stream's events
+// after the given sequence. It returns nil rows when there is nothing to
+// read, with an error if the store is closed or the query failed.
+func (s *Store) queryStream(ctx context.Context, query string, stream runtime.StreamID, after uint64) (pgx.Rows, func() string, error) {
+	op := func() string { return "read stream " + stream.String() }
+	if s.closed.Load() {
+		return nil, op, errClosed(op())
+	}
+	if after >= math.MaxInt64 {
+		return nil, op, nil // no sequence is above a bigint's range
+	}
+	rows, err := s.pool.Query(ctx, query, stream.Type, stream.ID, int64(after))
+	if err != nil {
+		return nil, op, s.wrap(op(), err)
+	}
+	return rows, op, nil
 }
 
 // ReadAll implements runtime.EventStore, with one query over the primary
