@@ -136,7 +136,11 @@ func genScenario(g *jen.File, a *model.Aggregate) {
 	comment(g, "When runs command's Handle method on the state the given events built.", model.Doc{})
 	g.Func().Add(recv()).Id("When").Params(jen.Id("command").Id(n.Command)).Op("*").Id(n.Scenario).Block(
 		jen.Id("s").Dot("t").Dot("Helper").Call(),
-		jen.List(jen.Id("_"), jen.Id("id")).Op(":=").Id("command").Dot(n.CommandMethod).Call(),
+		// A nil command reaches the dispatch, which reports runtime.ErrNilCommand.
+		jen.Var().Id("id").String(),
+		jen.If(jen.Id("command").Op("!=").Nil()).Block(
+			jen.List(jen.Id("_"), jen.Id("id")).Op("=").Id("command").Dot(n.CommandMethod).Call(),
+		),
 		jen.Id("s").Dot("s").Dot("When").Call(jen.Qual(contextPkg, "Background").Call(), jen.Id("id"),
 			jen.Func().Params(jen.Id("ctx").Qual(contextPkg, "Context"), jen.Id("state").Add(state(a))).Params(jen.Index().Id(n.Event), jen.Error()).Block(
 				jen.Return(jen.Id(n.Decide).Call(jen.Id("ctx"), jen.Id("s").Dot("behaviour"), jen.Id("state"), jen.Id("command"))),

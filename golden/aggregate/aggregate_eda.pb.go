@@ -419,7 +419,10 @@ func (s *AccountScenario) Given(events ...AccountEvent) *AccountScenario {
 // When runs command's Handle method on the state the given events built.
 func (s *AccountScenario) When(command AccountCommand) *AccountScenario {
 	s.t.Helper()
-	_, id := command.accountCommand()
+	var id string
+	if command != nil {
+		_, id = command.accountCommand()
+	}
 	s.s.When(context.Background(), id, func(ctx context.Context, state *Account) ([]AccountEvent, error) {
 		return _Account_Decide(ctx, s.behaviour, state, command)
 	})

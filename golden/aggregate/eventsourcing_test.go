@@ -127,6 +127,9 @@ func TestScenarioReportsFailures(t *testing.T) {
 		{"event for another aggregate", func(tb runtime.TB) {
 			aggregate.NewAccountScenario(tb, misaddressed{}).Given(opened("a1")).When(deposit).Then(deposited("someone-else", 7))
 		}, `has aggregate id "someone-else", but the command is for "a1"`},
+		{"nil command", func(tb runtime.TB) {
+			aggregate.NewAccountScenario(tb, bank{}).When(nil).Then()
+		}, "got error: nil command"},
 		{"then before when", func(tb runtime.TB) {
 			aggregate.NewAccountScenario(tb, bank{}).Then()
 		}, "Then called before When"},

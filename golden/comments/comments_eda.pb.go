@@ -502,7 +502,10 @@ func (s *ShipmentScenario) Given(events ...ShipmentEvent) *ShipmentScenario {
 // When runs command's Handle method on the state the given events built.
 func (s *ShipmentScenario) When(command ShipmentCommand) *ShipmentScenario {
 	s.t.Helper()
-	_, id := command.shipmentCommand()
+	var id string
+	if command != nil {
+		_, id = command.shipmentCommand()
+	}
 	s.s.When(context.Background(), id, func(ctx context.Context, state *Shipment) ([]ShipmentEvent, error) {
 		return _Shipment_Decide(ctx, s.behaviour, state, command)
 	})

@@ -356,7 +356,10 @@ func (s *CartScenario) Given(events ...CartEvent) *CartScenario {
 // When runs command's Handle method on the state the given events built.
 func (s *CartScenario) When(command CartCommand) *CartScenario {
 	s.t.Helper()
-	_, id := command.cartCommand()
+	var id string
+	if command != nil {
+		_, id = command.cartCommand()
+	}
 	s.s.When(context.Background(), id, func(ctx context.Context, state *Cart) ([]CartEvent, error) {
 		return _Cart_Decide(ctx, s.behaviour, state, command)
 	})

@@ -531,7 +531,10 @@ func (s *WarehouseScenario) Given(events ...WarehouseEvent) *WarehouseScenario {
 // When runs command's Handle method on the state the given events built.
 func (s *WarehouseScenario) When(command WarehouseCommand) *WarehouseScenario {
 	s.t.Helper()
-	_, id := command.warehouseCommand()
+	var id string
+	if command != nil {
+		_, id = command.warehouseCommand()
+	}
 	s.s.When(context.Background(), id, func(ctx context.Context, state *Warehouse) ([]WarehouseEvent, error) {
 		return _Warehouse_Decide(ctx, s.behaviour, state, command)
 	})

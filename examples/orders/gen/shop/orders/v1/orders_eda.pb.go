@@ -513,7 +513,10 @@ func (s *OrderScenario) Given(events ...OrderEvent) *OrderScenario {
 // When runs command's Handle method on the state the given events built.
 func (s *OrderScenario) When(command OrderCommand) *OrderScenario {
 	s.t.Helper()
-	_, id := command.orderCommand()
+	var id string
+	if command != nil {
+		_, id = command.orderCommand()
+	}
 	s.s.When(context.Background(), id, func(ctx context.Context, state *Order) ([]OrderEvent, error) {
 		return _Order_Decide(ctx, s.behaviour, state, command)
 	})
