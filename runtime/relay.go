@@ -9,6 +9,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/protoc-gen-eda/eda/runtime/mem"
 )
 
 // OutboxSource is the part of an EventStore a Relay reads.
@@ -55,7 +57,11 @@ func (c RelayConfig) Validate() error {
 
 // Relay publishes the outbox of an event store to a broker: in outbox order,
 // at least once (a message whose publication is interrupted is published
-// again), so consumers deduplicate by message id. Several relays may run
+// again), so consumers deduplicate by message id. On the in-process bus
+// (*mem.PubSub) a message counts as published once its handlers have
+// acknowledged it, so the outbox also covers a crash with messages queued in
+// memory; start the relay after the router is running (Router.Running), since
+// the bus drops messages of topics nobody subscribes to yet. Several relays may run
 // against one store: the store's claim keeps them from publishing the same
 // messages at the same time.
 type Relay struct {
@@ -122,7 +128,7 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) Flush(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := r.src.RelayOutbox(ctx, r.cfg.BatchSize, r.publish)
+		n, err := r.src.RelayOutbox(ctx, r.cfg.BatchSize, func(batch []OutboxMessage) error { return r.publish(ctx, batch) })
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("relay outbox: %w", err)
@@ -134,8 +140,11 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 }
 
 // publish publishes one batch in order, a run of messages to one topic per
-// call, so that brokers that batch can.
-func (r *Relay) publish(batch []OutboxMessage) error {
+// call, so that brokers that batch can. On the in-process bus it waits until
+// every handler has acknowledged the batch before the store deletes it: a
+// process that dies with a message still queued in memory publishes it again
+// after restart instead of losing it.
+func (r *Relay) publish(ctx context.Context, batch []OutboxMessage) error {
 	msgs := make([]*message.Message, len(batch))
 	for i, m := range batch {
 		md, err := DecodeMetadata(m.Metadata)
@@ -145,16 +154,27 @@ func (r *Relay) publish(batch []OutboxMessage) error {
 		msgs[i] = message.NewMessage(m.UUID, m.Payload)
 		msgs[i].Metadata = md
 	}
+	publish := r.cfg.Publisher.Publish
+	var confirm *mem.Confirmation
+	if bus, ok := r.cfg.Publisher.(*mem.PubSub); ok {
+		confirm = bus.NewConfirmation()
+		publish = confirm.Publish
+	}
 	for start := 0; start < len(batch); {
 		end := start + 1
 		for end < len(batch) && batch[end].Topic == batch[start].Topic {
 			end++
 		}
-		if err := r.cfg.Publisher.Publish(batch[start].Topic, msgs[start:end]...); err != nil {
+		if err := publish(batch[start].Topic, msgs[start:end]...); err != nil {
 			return fmt.Errorf("publish to %s: %w", batch[start].Topic, err)
 		}
-		r.published.Add(uint64(end - start))
 		start = end
 	}
+	if confirm != nil {
+		if err := confirm.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	r.published.Add(uint64(len(batch)))
 	return nil
 }

@@ -16,7 +16,9 @@
 //   - At-most-once across restarts. Queues live in memory; whatever is queued
 //     or in flight when the process stops (or the PubSub is closed) is lost.
 //     Within one PubSub's lifetime a message is redelivered until it is acked,
-//     so handlers that Nack must be idempotent.
+//     so handlers that Nack must be idempotent. A publisher that keeps its
+//     messages durably until they are handled (the outbox relay) gets
+//     at-least-once through confirmed publishing; see below.
 //   - No subscriber, no delivery. A message published to a topic that has no
 //     subscription at that moment is dropped, as GoChannel does. Start the
 //     router (wait for Router.Running) before publishing. Config.Replay
@@ -24,7 +26,30 @@
 //   - Publish never waits for handling. It only enqueues, so a handler may
 //     publish to any topic, including one whose handler is busy or its own,
 //     without deadlocking (unless Config.MaxQueued bounds the queues; see
-//     there).
+//     there). Confirmed publishing is the exception, and is not for handlers.
+//
+// # Confirmed publishing
+//
+// Publish returns once the messages are enqueued, so an outbox relay that
+// deletes its rows when Publish returns would lose every message still queued
+// when the process dies. PubSub.PublishConfirmed publishes like Publish and
+// then waits until every subscription that received a copy has acked it
+// (a handler that dead-letters a message acks it too); a Nacked copy counts
+// once redelivered and acked. It fails, wrapping ErrUnconfirmed, if a copy is
+// discarded first (its subscription ended, or the PubSub closed) or its
+// context ends: the caller keeps the messages and publishes them again
+// later. A topic without subscriptions confirms at once, as its messages are
+// dropped.
+//
+// A relay publishes a batch as runs of messages to several topics. Waiting
+// after each run would serialize the batch on one topic's handlers at a
+// time, so confirmation also comes in two phases: PubSub.NewConfirmation,
+// then Confirmation.Publish for every run, then one Confirmation.Wait. That
+// was chosen over a variant taking a slice of (topic, messages) runs because
+// the relay's existing loop stays as it is, with a Confirmation in place of
+// the publisher, and no run type is added. Confirmation.Publish shares
+// Publish's code, so ordering and copying are the same; plain Publish pays a
+// nil check per copy for it.
 //
 // # Why not GoChannel
 //

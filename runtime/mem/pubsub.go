@@ -79,8 +79,17 @@ var (
 // Messages for a topic with no subscription are dropped, unless Config.Replay
 // is set. With Config.MaxQueued, Publish blocks while a subscription of the
 // topic is full. Publish is safe for concurrent use; see the package
-// documentation for the ordering it guarantees.
+// documentation for the ordering it guarantees. PublishConfirmed and
+// Confirmation publish the same way and also wait for the handlers.
 func (ps *PubSub) Publish(topicName string, msgs ...*message.Message) error {
+	return ps.publish(topicName, msgs, nil)
+}
+
+// publish is Publish, tracking every copy it enqueues with c unless c is nil.
+// One function serves both so that confirmed publishing has exactly
+// Publish's ordering and copy semantics; plain Publish pays one nil check per
+// copy for it.
+func (ps *PubSub) publish(topicName string, msgs []*message.Message, c *Confirmation) error {
 	for i, m := range msgs {
 		if m == nil {
 			return fmt.Errorf("mem: publish to %q: message %d is nil", topicName, i)
@@ -97,6 +106,7 @@ func (ps *PubSub) Publish(topicName string, msgs ...*message.Message) error {
 	envs := make([]envelope, len(msgs))
 	for i, m := range msgs {
 		envs[i] = newEnvelope(m)
+		envs[i].conf = c
 	}
 
 	for {
@@ -114,7 +124,7 @@ func (ps *PubSub) Publish(topicName string, msgs ...*message.Message) error {
 	for i := range envs {
 		e := &envs[i]
 		if ps.cfg.Replay {
-			t.log = append(t.log, e)
+			t.log = append(t.log, e.untracked())
 		}
 		for _, s := range t.subs {
 			if err := s.push(e); err != nil {
@@ -162,7 +172,8 @@ func (ps *PubSub) lookup(name string, create bool) (*topic, error) {
 // the message is acked or nacked, or the subscription ends.
 //
 // The channel is closed when ctx is done or the PubSub is closed. Messages
-// still queued then are discarded. Each call creates an independent
+// still queued then (and the one being handled) are discarded, which fails
+// the confirmations waiting for them. Each call creates an independent
 // subscription that receives every message of the topic (fan-out).
 func (ps *PubSub) Subscribe(ctx context.Context, topicName string) (<-chan *message.Message, error) {
 	if ctx == nil {
@@ -247,7 +258,8 @@ func (ps *PubSub) detach(s *subscription) {
 
 // Close stops every subscription, closing their channels, and waits for
 // their goroutines. It does not wait for handlers: a message being handled
-// is simply never redelivered. Publish and Subscribe fail with ErrClosed
+// is simply never redelivered, and confirmations waiting for a message fail
+// (see Confirmation). Publish and Subscribe fail with ErrClosed
 // afterwards. Close is idempotent and safe for concurrent use; it always
 // returns nil (the error is there for message.Publisher and
 // message.Subscriber).
@@ -296,6 +308,10 @@ type subscription struct {
 	mu      sync.Mutex
 	q       ring
 	stopped bool
+	// endErr says why the subscription stopped (ErrClosed or
+	// errSubscriptionEnded), for the confirmations of the copies it discards.
+	// Set with stopped.
+	endErr error
 }
 
 // push appends e, waiting for space if the queue is bounded and full.
@@ -304,10 +320,16 @@ func (s *subscription) push(e *envelope) error {
 	for {
 		s.mu.Lock()
 		if s.stopped {
+			endErr := s.endErr
 			s.mu.Unlock()
+			// Like a copy queued when the subscription stopped: discarded,
+			// not dropped for want of a subscription, because a subscription
+			// was there when Publish looked.
+			e.discarded(s.topic.name, endErr)
 			return nil
 		}
 		if max == 0 || s.q.len() < max {
+			e.track()
 			s.q.push(e)
 			first := s.q.len() == 1
 			s.mu.Unlock()
@@ -350,6 +372,7 @@ func (s *subscription) run() {
 			}
 		}
 		s.pop()
+		e.acked()
 	}
 }
 
@@ -448,9 +471,19 @@ func (s *subscription) pop() {
 }
 
 func (s *subscription) stop() {
+	endErr := errSubscriptionEnded
+	select {
+	case <-s.ps.closing:
+		endErr = ErrClosed
+	default:
+	}
 	s.mu.Lock()
 	s.stopped = true
-	s.q.reset() // queued messages are discarded; free them now
+	s.endErr = endErr
+	// Queued messages, including the one being handled, are discarded:
+	// fail their confirmations, then free them.
+	s.q.each(func(e *envelope) { e.discarded(s.topic.name, endErr) })
+	s.q.reset()
 	s.mu.Unlock()
 	close(s.done)
 	close(s.out)

@@ -1,6 +1,10 @@
 package mem
 
-import "github.com/ThreeDotsLabs/watermill/message"
+import (
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
 
 // envelope is the immutable form of a published message. One envelope is
 // shared by every subscription of the topic, and each delivery attempt builds
@@ -10,6 +14,9 @@ type envelope struct {
 	uuid     string
 	payload  message.Payload
 	metadata message.Metadata // nil when empty, to save an allocation
+	// conf tracks the copies of a confirmed publish; nil for Publish. It is
+	// per envelope, not per subscription: every subscription's copy counts.
+	conf *Confirmation
 }
 
 func newEnvelope(m *message.Message) envelope {
@@ -21,6 +28,42 @@ func newEnvelope(m *message.Message) envelope {
 		}
 	}
 	return e
+}
+
+// untracked returns e without its confirmation, for the replay log: a
+// subscription that replays it later was not counted by the publish, so its
+// ack must not count either, and the log must not keep the Confirmation alive.
+func (e *envelope) untracked() *envelope {
+	if e.conf == nil {
+		return e
+	}
+	c := *e
+	c.conf = nil
+	return &c
+}
+
+// track counts one more copy of e in a queue; called under the queue's lock
+// just before the push, so the copy cannot be acked before it is counted.
+func (e *envelope) track() {
+	if e.conf != nil {
+		e.conf.pending.Add(1)
+	}
+}
+
+// acked reports that one copy of e was acked by its consumer.
+func (e *envelope) acked() {
+	if e.conf != nil {
+		e.conf.release()
+	}
+}
+
+// discarded reports that a copy of e was dropped unacknowledged by a
+// subscription of topic that ended because of cause.
+func (e *envelope) discarded(topic string, cause error) {
+	if e.conf != nil {
+		e.conf.finish(fmt.Errorf("%w: message %s was discarded unacknowledged by a subscription of %q: %w",
+			ErrUnconfirmed, e.uuid, topic, cause))
+	}
 }
 
 func (e *envelope) message() *message.Message {
@@ -81,6 +124,13 @@ func (r *ring) pop() {
 		if len(r.buf) > shrinkAbove {
 			r.buf = nil
 		}
+	}
+}
+
+// each calls f on every queued envelope, oldest first.
+func (r *ring) each(f func(*envelope)) {
+	for i := range r.n {
+		f(r.buf[(r.head+i)&(len(r.buf)-1)])
 	}
 }
 
