@@ -100,12 +100,14 @@ func run(ctx context.Context, w io.Writer, storeURL string) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Go(func() { errs <- router.Run(runCtx) })
-	wg.Go(func() { errs <- relay.Run(runCtx) })
 	select {
 	case <-router.Running():
 	case err := <-errs:
 		return err
 	}
+	// The relay starts once the handlers subscribe: the in-process bus drops
+	// messages of topics nobody listens to.
+	wg.Go(func() { errs <- relay.Run(runCtx) })
 
 	commands := ordersv1.NewOrderCommandBus(pub)
 	checkout := runtime.WithCorrelationID(ctx, "checkout-42")
