@@ -111,6 +111,13 @@ type OutboxMessage struct {
 	Metadata []byte
 	// Payload is the message body.
 	Payload []byte
+	// DeliverAt delays the message: RelayOutbox hands it out only once the
+	// store's clock has reached it. Zero means at once. A store returns it
+	// as UTC at its own precision (microseconds on PostgreSQL), and zero
+	// for a message written without one. Sagas write their timeouts with
+	// it, which makes them durable: a delayed message waits in the outbox,
+	// not in a process's memory.
+	DeliverAt time.Time
 }
 
 // EventStore stores streams of events, snapshots and the outbox. Every
@@ -149,14 +156,22 @@ type EventStore interface {
 	// LoadSnapshot returns the stream's latest snapshot, or ErrNoSnapshot.
 	LoadSnapshot(ctx context.Context, stream StreamID) (Snapshot, error)
 
-	// RelayOutbox calls publish with up to limit waiting outbox messages in
+	// RelayOutbox calls publish with up to limit due outbox messages in
 	// position order (limit <= 0 means no limit), and deletes them if
 	// publish returns nil. It holds a claim on the outbox meanwhile, so that
 	// two relays (in one process or several) never publish the same message
 	// at the same time: if another relay holds it, RelayOutbox returns 0, nil
-	// without calling publish. It returns the number of messages published. If publish fails or the
-	// process dies, the messages stay and are published again later: the
-	// outbox delivers at least once.
+	// without calling publish. It returns the number of messages published.
+	// If publish fails or the process dies, the messages stay and are
+	// published again later: the outbox delivers at least once.
+	//
+	// A message is due when its DeliverAt is zero or not after the clock
+	// of the process calling RelayOutbox (time.Now: processes sharing a
+	// database should keep their clocks in sync). A message that is not
+	// due yet is left in the outbox and does not hold back the due
+	// messages behind it, so delayed messages are the one exception to
+	// position order: they are published in position order among the
+	// messages due when they are.
 	RelayOutbox(ctx context.Context, limit int, publish func([]OutboxMessage) error) (int, error)
 
 	// Close releases the store's resources. Methods called after Close

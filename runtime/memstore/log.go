@@ -51,3 +51,62 @@ func (l *eventLog) add(e *runtime.EventRecord) {
 	l.chunks[c][off] = *e
 	l.n++
 }
+
+// delayedQueue is a min-heap of outbox messages by DeliverAt, then
+// position: the next message to come due is at the root. A relay pops the
+// due ones in O(log n) each, whatever the number still waiting.
+type delayedQueue struct {
+	h []runtime.OutboxMessage
+}
+
+func (q *delayedQueue) len() int { return len(q.h) }
+
+// min returns the root; the queue must not be empty.
+func (q *delayedQueue) min() *runtime.OutboxMessage { return &q.h[0] }
+
+func (q *delayedQueue) less(i, j int) bool {
+	a, b := &q.h[i], &q.h[j]
+	if !a.DeliverAt.Equal(b.DeliverAt) {
+		return a.DeliverAt.Before(b.DeliverAt)
+	}
+	return a.Position < b.Position
+}
+
+func (q *delayedQueue) push(m runtime.OutboxMessage) {
+	q.h = append(q.h, m)
+	for i := len(q.h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q.less(i, parent) {
+			break
+		}
+		q.h[i], q.h[parent] = q.h[parent], q.h[i]
+		i = parent
+	}
+}
+
+// pop removes and returns the root; the queue must not be empty.
+func (q *delayedQueue) pop() runtime.OutboxMessage {
+	root := q.h[0]
+	last := len(q.h) - 1
+	q.h[0] = q.h[last]
+	q.h[last] = runtime.OutboxMessage{} // let its bytes be collected
+	q.h = q.h[:last]
+	for i := 0; ; {
+		smallest, l, r := i, 2*i+1, 2*i+2
+		if l < len(q.h) && q.less(l, smallest) {
+			smallest = l
+		}
+		if r < len(q.h) && q.less(r, smallest) {
+			smallest = r
+		}
+		if smallest == i {
+			break
+		}
+		q.h[i], q.h[smallest] = q.h[smallest], q.h[i]
+		i = smallest
+	}
+	if len(q.h) == 0 {
+		q.h = nil
+	}
+	return root
+}

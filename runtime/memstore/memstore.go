@@ -11,6 +11,11 @@
 // other streams. A position is the event's index in the log plus one, so
 // ReadAll seeks in constant time too, and positions have no gaps.
 //
+// The outbox is a queue of messages to deliver at once and a heap of
+// delayed ones (OutboxMessage.DeliverAt) ordered by time: a relay moves the
+// due ones to a queue of their own and merges the two queues by position,
+// so pending timeouts cost it nothing until they are due.
+//
 // # Concurrency
 //
 // One sync.RWMutex guards the store. Append holds it for writing, which
@@ -33,6 +38,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,9 +58,16 @@ type Store struct {
 	// ids maps an event id to its log index, for idempotent appends.
 	ids       map[string]int
 	snapshots map[runtime.StreamID]runtime.Snapshot
-	// outbox holds waiting messages in position order. Only a relay holding
-	// relaying removes them, and only from the front.
-	outbox        []runtime.OutboxMessage
+	// outbox holds waiting messages to deliver at once, in position order.
+	// Only a relay holding relaying removes them, and only from the front.
+	outbox []runtime.OutboxMessage
+	// delayed holds messages with a DeliverAt, and due those of them whose
+	// time has come, moved there by a relay holding relaying (see
+	// RelayOutbox). Keeping them apart leaves the common path (no delayed
+	// message) as it was, and a relay never scans messages that are not
+	// due.
+	delayed       delayedQueue
+	due           []runtime.OutboxMessage
 	outboxNextPos uint64
 	closed        bool
 
@@ -144,8 +157,12 @@ func (s *Store) Append(ctx context.Context, req runtime.AppendRequest) (runtime.
 	for i := range outbox {
 		outbox[i].Position = s.outboxNextPos
 		s.outboxNextPos++
+		if outbox[i].DeliverAt.IsZero() {
+			s.outbox = append(s.outbox, outbox[i])
+		} else {
+			s.delayed.push(outbox[i])
+		}
 	}
-	s.outbox = append(s.outbox, outbox...)
 	s.mu.Unlock()
 
 	if len(outbox) > 0 {
@@ -238,6 +255,10 @@ func copyRequest(req runtime.AppendRequest) ([]runtime.EventRecord, []runtime.Ou
 		outbox = make([]runtime.OutboxMessage, len(req.Outbox))
 		for i, m := range req.Outbox {
 			outbox[i] = runtime.OutboxMessage{Topic: m.Topic, UUID: m.UUID, Metadata: clone(m.Metadata), Payload: clone(m.Payload)}
+			if !m.DeliverAt.IsZero() {
+				// UTC drops the monotonic reading, as for RecordedAt.
+				outbox[i].DeliverAt = m.DeliverAt.UTC()
+			}
 		}
 	}
 	return events, outbox
@@ -351,6 +372,10 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream runtime.StreamID) (runt
 // RelayOutbox implements runtime.EventStore. The claim is a mutex tried
 // without waiting, so a second relay returns 0, nil at once. limit <= 0
 // means no limit, as for ReadAll. publish gets copies it may keep.
+//
+// Delayed messages wait in a heap ordered by DeliverAt; the relay moves
+// those due by time.Now to a queue of their own, in position order, and
+// merges it with the queue of messages to deliver at once.
 func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runtime.OutboxMessage) error) (int, error) {
 	if err := begin(ctx, "relay outbox"); err != nil {
 		return 0, err
@@ -360,19 +385,9 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 	}
 	defer s.relaying.Unlock()
 
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return 0, errClosed("relay outbox")
-	}
-	waiting := s.outbox
-	if limit > 0 && limit < len(waiting) {
-		waiting = waiting[:limit]
-	}
-	batch := copyMessages(waiting)
-	s.mu.RUnlock()
-	if len(batch) == 0 {
-		return 0, nil
+	batch, fromOutbox, fromDue, err := s.takeDue(limit)
+	if err != nil || len(batch) == 0 {
+		return 0, err
 	}
 
 	if err := publish(batch); err != nil {
@@ -386,14 +401,82 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 		return len(batch), nil
 	}
 	// Nobody else removes messages while we hold the claim, and appends
-	// only add behind, so the batch is still at the front. Clearing the
-	// removed entries lets their bytes be collected.
-	clear(s.outbox[:len(batch)])
-	s.outbox = s.outbox[len(batch):]
-	if len(s.outbox) == 0 {
-		s.outbox = nil // drop the backing array the front slicing left behind
-	}
+	// only add behind (or to the heap), so the batch is still at the front
+	// of both queues.
+	s.outbox = dropFront(s.outbox, fromOutbox)
+	s.due = dropFront(s.due, fromDue)
 	return len(batch), nil
+}
+
+// takeDue moves the delayed messages that are due to s.due and returns
+// copies of up to limit messages of s.outbox and s.due, merged in position
+// order, with how many come from each. The caller holds the claim.
+func (s *Store) takeDue(limit int) (batch []runtime.OutboxMessage, fromOutbox, fromDue int, err error) {
+	// The write lock only when a delayed message is due: moving it
+	// changes the store.
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, 0, 0, errClosed("relay outbox")
+	}
+	now := time.Now()
+	if s.delayed.len() > 0 && !s.delayed.min().DeliverAt.After(now) {
+		s.mu.RUnlock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			return nil, 0, 0, errClosed("relay outbox")
+		}
+		for s.delayed.len() > 0 && !s.delayed.min().DeliverAt.After(now) {
+			s.due = insertByPosition(s.due, s.delayed.pop())
+		}
+	} else {
+		defer s.mu.RUnlock()
+	}
+	if len(s.due) == 0 {
+		// The common case: no delayed message is due.
+		waiting := s.outbox
+		if limit > 0 && limit < len(waiting) {
+			waiting = waiting[:limit]
+		}
+		return copyMessages(waiting), len(waiting), 0, nil
+	}
+	var merged []runtime.OutboxMessage
+	for (limit <= 0 || len(merged) < limit) && (fromOutbox < len(s.outbox) || fromDue < len(s.due)) {
+		if fromDue == len(s.due) || (fromOutbox < len(s.outbox) && s.outbox[fromOutbox].Position < s.due[fromDue].Position) {
+			merged = append(merged, s.outbox[fromOutbox])
+			fromOutbox++
+		} else {
+			merged = append(merged, s.due[fromDue])
+			fromDue++
+		}
+	}
+	return copyMessages(merged), fromOutbox, fromDue, nil
+}
+
+// dropFront removes the first n messages of q. Clearing them lets their
+// bytes be collected.
+func dropFront(q []runtime.OutboxMessage, n int) []runtime.OutboxMessage {
+	if n == 0 {
+		return q
+	}
+	clear(q[:n])
+	q = q[n:]
+	if len(q) == 0 {
+		return nil // drop the backing array the front slicing left behind
+	}
+	return q
+}
+
+// insertByPosition inserts m into q, which is in position order. Due
+// messages leave the heap in DeliverAt order, mostly also position order,
+// so the search usually ends at the back.
+func insertByPosition(q []runtime.OutboxMessage, m runtime.OutboxMessage) []runtime.OutboxMessage {
+	i := len(q)
+	for i > 0 && q[i-1].Position > m.Position {
+		i--
+	}
+	return slices.Insert(q, i, m)
 }
 
 // copyMessages copies msgs with their byte slices in one allocation.
@@ -436,5 +519,6 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.log, s.streams, s.ids, s.snapshots, s.outbox = eventLog{}, nil, nil, nil, nil
+	s.delayed, s.due = delayedQueue{}, nil
 	return nil
 }

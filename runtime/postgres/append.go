@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -88,7 +89,7 @@ func validateAppend(req runtime.AppendRequest) error {
 // shape (see appendStatements): scalars for one event or message, arrays
 // for unnest otherwise.
 func appendArguments(req runtime.AppendRequest, expected int64) []any {
-	args := make([]any, 3, 13)
+	args := make([]any, 3, 14)
 	args[0], args[1], args[2] = req.Stream.Type, req.Stream.ID, expected
 	if len(req.Events) == 1 {
 		e := &req.Events[0]
@@ -113,20 +114,28 @@ func appendArguments(req runtime.AppendRequest, expected int64) []any {
 	switch m := len(req.Outbox); {
 	case m == 1:
 		o := &req.Outbox[0]
-		args = append(args, o.Topic, o.UUID, o.Metadata, o.Payload)
+		args = append(args, o.Topic, o.UUID, o.Metadata, o.Payload, deliverAt(o.DeliverAt))
 	case m > 1:
 		strs := make([]string, 2*m)
 		bytes := make([][]byte, 2*m)
+		times := make([]pgtype.Timestamptz, m)
 		topics, uuids := strs[:m:m], strs[m:]
 		metadata, payloads := bytes[:m:m], bytes[m:]
 		for i := range req.Outbox {
 			o := &req.Outbox[i]
 			topics[i], uuids[i] = o.Topic, o.UUID
 			metadata[i], payloads[i] = o.Metadata, o.Payload
+			times[i] = deliverAt(o.DeliverAt)
 		}
-		args = append(args, topics, uuids, metadata, payloads)
+		args = append(args, topics, uuids, metadata, payloads, times)
 	}
 	return args
+}
+
+// deliverAt is an outbox message's deliver_at: NULL, to deliver at once,
+// for the zero time.
+func deliverAt(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
 }
 
 // appendFailed turns a failed append into the contract's error: a unique

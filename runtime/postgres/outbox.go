@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/protoc-gen-eda/eda/runtime"
 )
@@ -16,7 +17,9 @@ import (
 //
 // It runs one transaction: pg_try_advisory_xact_lock on the relay lock (a
 // key distinct from the append lock, so relaying never slows appends down),
-// then up to limit rows in position order, publish, delete, commit. The
+// then up to limit due rows in position order, publish, delete, commit. A
+// row is due when its deliver_at is NULL or not after this process's
+// time.Now. The
 // lock is released when the transaction ends, also when the connection
 // dies, so a crashed relay never blocks the others. If publish fails, the
 // context is cancelled or the connection is lost, the transaction rolls
@@ -52,7 +55,9 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 	if !locked {
 		return 0, nil // another relay is at work
 	}
-	rows, err := tx.Query(ctx, s.q.relaySelect, int64(limit))
+	// Due by this process's clock, not the server's: the clock that set
+	// DeliverAt (a saga's timeout, say) is a process's too.
+	rows, err := tx.Query(ctx, s.q.relaySelect, int64(limit), time.Now())
 	if err != nil {
 		return 0, s.wrap(op+": read messages", err)
 	}
@@ -61,9 +66,14 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 	var (
 		pos int64
 		m   runtime.OutboxMessage
+		at  pgtype.Timestamptz
 	)
-	_, err = pgx.ForEachRow(rows, []any{&pos, &m.Topic, &m.UUID, &m.Metadata, &m.Payload}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&pos, &m.Topic, &m.UUID, &m.Metadata, &m.Payload, &at}, func() error {
 		m.Position = uint64(pos)
+		m.DeliverAt = time.Time{}
+		if at.Valid {
+			m.DeliverAt = at.Time.UTC()
+		}
 		msgs = append(msgs, m)
 		positions = append(positions, pos)
 		// Scan would otherwise reuse the slices' backing arrays for the

@@ -58,8 +58,18 @@ WHERE s.version <= excluded.version`, n.snapshots),
 		loadSnapshot: fmt.Sprintf(`SELECT version, schema_version, content_type, data FROM %s WHERE stream_type = $1 AND stream_id = $2`, n.snapshots),
 
 		relayTryLock: `SELECT pg_try_advisory_xact_lock($1)`,
-		relaySelect:  fmt.Sprintf(`SELECT position, topic, uuid, metadata, payload FROM %s ORDER BY position LIMIT $1`, n.outbox),
-		relayDelete:  fmt.Sprintf(`DELETE FROM %s WHERE position = ANY($1)`, n.outbox),
+		// The due messages at time $2: the first $1 of those to deliver at
+		// once merged with the first $1 due delayed ones, each read through
+		// its partial index (see migrations), so that messages that are not
+		// due yet cost nothing however many wait.
+		relaySelect: fmt.Sprintf(`SELECT position, topic, uuid, metadata, payload, deliver_at FROM (
+	(SELECT position, topic, uuid, metadata, payload, deliver_at FROM %[1]s
+		WHERE deliver_at IS NULL ORDER BY position LIMIT $1)
+	UNION ALL
+	(SELECT position, topic, uuid, metadata, payload, deliver_at FROM %[1]s
+		WHERE deliver_at IS NOT NULL AND deliver_at <= $2 ORDER BY position LIMIT $1)
+) AS due ORDER BY position LIMIT $1`, n.outbox),
+		relayDelete: fmt.Sprintf(`DELETE FROM %s WHERE position = ANY($1)`, n.outbox),
 	}
 }
 
@@ -95,8 +105,8 @@ func shape(n int) int {
 //
 // Parameters: $1 stream type, $2 stream id, $3 expected version, $4-$9 the
 // events' id, type, schema version, content type, data and metadata, then
-// $10-$13 the outbox rows' topic, uuid, metadata and payload; scalars for
-// shapeOne, arrays for shapeMany.
+// $10-$14 the outbox rows' topic, uuid, metadata, payload and deliver_at;
+// scalars for shapeOne, arrays for shapeMany.
 func appendStatements(n names) (stmts [2][3]string) {
 	for _, ev := range []int{shapeOne, shapeMany} {
 		eventRows := `(VALUES ($4::text, $5::text, $6::int8, $7::text, $8::bytea, $9::bytea, 1::int8)) AS e(id, type, sv, ct, data, md, n)`
@@ -121,15 +131,15 @@ RETURNING position, position, sequence`
 				}
 			case shapeOne:
 				outbox = fmt.Sprintf(`, outbox AS (
-INSERT INTO %s (topic, uuid, metadata, payload)
-SELECT $10::text, $11::text, $12::bytea, $13::bytea
+INSERT INTO %s (topic, uuid, metadata, payload, deliver_at)
+SELECT $10::text, $11::text, $12::bytea, $13::bytea, $14::timestamptz
 WHERE EXISTS (SELECT FROM ins)
 )`, n.outbox)
 			case shapeMany:
 				outbox = fmt.Sprintf(`, outbox AS (
-INSERT INTO %s (topic, uuid, metadata, payload)
-SELECT o.topic, o.uuid, o.md, o.payload
-FROM unnest($10::text[], $11::text[], $12::bytea[], $13::bytea[]) WITH ORDINALITY AS o(topic, uuid, md, payload, n)
+INSERT INTO %s (topic, uuid, metadata, payload, deliver_at)
+SELECT o.topic, o.uuid, o.md, o.payload, o.deliver_at
+FROM unnest($10::text[], $11::text[], $12::bytea[], $13::bytea[], $14::timestamptz[]) WITH ORDINALITY AS o(topic, uuid, md, payload, deliver_at, n)
 WHERE EXISTS (SELECT FROM ins)
 ORDER BY o.n
 )`, n.outbox)

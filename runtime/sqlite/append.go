@@ -193,7 +193,11 @@ func (s *Store) insertOutbox(ctx context.Context, tx *sql.Tx, msgs []runtime.Out
 		size, bits := chunkSize(len(msgs) - start)
 		args = args[:0]
 		for _, m := range msgs[start : start+size] {
-			args = append(args, m.Topic, m.UUID, m.Metadata, m.Payload)
+			var deliverAt any // NULL: at once
+			if !m.DeliverAt.IsZero() {
+				deliverAt = unixNanos(m.DeliverAt)
+			}
+			args = append(args, m.Topic, m.UUID, m.Metadata, m.Payload, deliverAt)
 		}
 		if _, err := tx.StmtContext(ctx, s.stmts.insertOutbox[bits]).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert outbox messages: %w", err)
@@ -202,6 +206,25 @@ func (s *Store) insertOutbox(ctx context.Context, tx *sql.Tx, msgs []runtime.Out
 	}
 	return nil
 }
+
+// unixNanos is t in Unix nanoseconds, clamped to what an int64 holds
+// (years 1678 to 2262): a message delayed past 2262 waits until then
+// instead of wrapping around to 1678 and going out at once.
+func unixNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanosTime):
+		return math.MinInt64
+	case t.After(maxNanosTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// The times unixNanos represents exactly.
+var (
+	minNanosTime = time.Unix(0, math.MinInt64)
+	maxNanosTime = time.Unix(0, math.MaxInt64)
+)
 
 // isUnique reports whether err is SQLite's failure of the UNIQUE
 // constraint whose first column is column ("table.column"). SQLite names

@@ -49,10 +49,11 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 	// nothing to do, or another relay is doing it.
 	var waiting bool
 	var leaseExpires int64
-	if err := s.stmts.outboxState.QueryRowContext(ctx).Scan(&waiting, &leaseExpires); err != nil {
+	now := time.Now()
+	if err := s.stmts.outboxState.QueryRowContext(ctx, unixNanos(now)).Scan(&waiting, &leaseExpires); err != nil {
 		return 0, s.fail("relay outbox: look for messages", err)
 	}
-	if !waiting || leaseExpires > time.Now().UnixNano() {
+	if !waiting || leaseExpires > now.UnixNano() {
 		return 0, nil
 	}
 	owner, err := newOwner()
@@ -78,8 +79,9 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 	}()
 
 	// Read after claiming: a batch read before could have been published
-	// meanwhile by the relay that held the lease.
-	msgs, err := s.readOutbox(ctx, limit)
+	// meanwhile by the relay that held the lease. The time is read anew:
+	// claiming may have waited.
+	msgs, err := s.readOutbox(ctx, unixNanos(time.Now()), limit)
 	if err != nil {
 		return 0, s.fail("relay outbox: read messages", err)
 	}
@@ -97,7 +99,7 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 	finishCtx, cancel := finishContext(ctx)
 	defer cancel()
 	err = s.write(finishCtx, func(tx *sql.Tx) error {
-		if _, err := tx.StmtContext(finishCtx, s.stmts.outboxDelete).ExecContext(finishCtx, int64(msgs[0].Position), int64(msgs[len(msgs)-1].Position)); err != nil {
+		if err := s.deletePublished(finishCtx, tx, msgs); err != nil {
 			return fmt.Errorf("delete published messages: %w", err)
 		}
 		if _, err := tx.StmtContext(finishCtx, s.stmts.leaseRelease).ExecContext(finishCtx, owner); err != nil {
@@ -110,6 +112,26 @@ func (s *Store) RelayOutbox(ctx context.Context, limit int, publish func([]runti
 	}
 	released = true
 	return len(msgs), nil
+}
+
+// deletePublished deletes msgs, a published batch: the messages to deliver
+// at once by their range of positions, in one statement, and the delayed
+// ones one by one, since messages that are not due yet may lie between
+// them. Delayed messages are few: a batch holds those that came due since
+// the last relay.
+func (s *Store) deletePublished(ctx context.Context, tx *sql.Tx, msgs []runtime.OutboxMessage) error {
+	if _, err := tx.StmtContext(ctx, s.stmts.outboxDelete).ExecContext(ctx, int64(msgs[0].Position), int64(msgs[len(msgs)-1].Position)); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if m.DeliverAt.IsZero() {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, withPrefix(outboxDeleteOneSQL, s.cfg.TablePrefix), int64(m.Position)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // finishContext returns the context of the bookkeeping after publish: not
@@ -186,13 +208,13 @@ func (s *Store) renewWhile(ctx context.Context, owner string) (stop func()) {
 	}
 }
 
-// readOutbox reads up to limit waiting messages in position order, copied:
-// publish may keep them.
-func (s *Store) readOutbox(ctx context.Context, limit int) ([]runtime.OutboxMessage, error) {
+// readOutbox reads up to limit messages due at dueAt (Unix nanoseconds) in
+// position order, copied: publish may keep them.
+func (s *Store) readOutbox(ctx context.Context, dueAt int64, limit int) ([]runtime.OutboxMessage, error) {
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	rows, err := s.stmts.outboxRead.QueryContext(ctx, limit)
+	rows, err := s.stmts.outboxRead.QueryContext(ctx, dueAt, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -201,10 +223,14 @@ func (s *Store) readOutbox(ctx context.Context, limit int) ([]runtime.OutboxMess
 	for rows.Next() {
 		var m runtime.OutboxMessage
 		var pos int64
-		if err := rows.Scan(&pos, &m.Topic, &m.UUID, &m.Metadata, &m.Payload); err != nil {
+		var deliverAt sql.NullInt64
+		if err := rows.Scan(&pos, &m.Topic, &m.UUID, &m.Metadata, &m.Payload, &deliverAt); err != nil {
 			return nil, err
 		}
 		m.Position = uint64(pos)
+		if deliverAt.Valid {
+			m.DeliverAt = time.Unix(0, deliverAt.Int64).UTC()
+		}
 		msgs = append(msgs, m)
 	}
 	return msgs, rows.Err()

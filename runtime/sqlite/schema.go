@@ -9,9 +9,10 @@ import (
 )
 
 // migrations creates and evolves the store's tables; migrations[i] brings
-// the schema to version i+1. Entries are only ever appended. Every statement
-// is idempotent on its own, so a database half-migrated by a build that died
-// is finished by the next one. {p} stands for Config.TablePrefix.
+// the schema to version i+1. Entries are only ever appended. A migration
+// runs in the transaction that records its version, so a build that dies
+// midway leaves the schema as it was; the statements of version 1 are also
+// idempotent on their own. {p} stands for Config.TablePrefix.
 var migrations = [][]string{
 	{
 		// position is the global log. AUTOINCREMENT, not a plain rowid
@@ -58,6 +59,17 @@ var migrations = [][]string{
 			owner      TEXT    NOT NULL,
 			expires_at INTEGER NOT NULL -- Unix nanoseconds
 		)`,
+	},
+	{
+		// Version 2: delayed outbox messages (saga timeouts). deliver_at is
+		// Unix nanoseconds, NULL for a message to deliver at once. The two
+		// partial indexes let the relay find the due messages without
+		// stepping over those that are not due: the first lists the
+		// messages to deliver at once in position order, the second the
+		// delayed ones by time. Each row is in exactly one of them.
+		`ALTER TABLE {p}outbox ADD COLUMN deliver_at INTEGER`,
+		`CREATE INDEX IF NOT EXISTS {p}outbox_immediate ON {p}outbox (position) WHERE deliver_at IS NULL`,
+		`CREATE INDEX IF NOT EXISTS {p}outbox_delayed ON {p}outbox (deliver_at) WHERE deliver_at IS NOT NULL`,
 	},
 }
 
@@ -151,12 +163,31 @@ const (
 	loadSnapshotSQL = `SELECT version, schema_version, content_type, data FROM {p}snapshots
 		WHERE stream_type = ? AND stream_id = ?`
 
-	// outboxStateSQL says whether messages wait and until when the lease
-	// is held (0: nobody holds it).
-	outboxStateSQL = `SELECT EXISTS (SELECT 1 FROM {p}outbox),
+	// outboxStateSQL says whether due messages wait (the parameter is the
+	// time now) and until when the lease is held (0: nobody holds it).
+	// Messages that are not due do not count: a relay polling an outbox
+	// of pending timeouts must not take the write lock for nothing.
+	outboxStateSQL = `SELECT EXISTS (SELECT 1 FROM {p}outbox WHERE deliver_at IS NULL)
+			OR EXISTS (SELECT 1 FROM {p}outbox WHERE deliver_at IS NOT NULL AND deliver_at <= ?1),
 		coalesce((SELECT expires_at FROM {p}outbox_lease WHERE name = 'outbox'), 0)`
-	outboxReadSQL   = `SELECT position, topic, uuid, metadata, payload FROM {p}outbox ORDER BY position LIMIT ?`
-	outboxDeleteSQL = `DELETE FROM {p}outbox WHERE position BETWEEN ? AND ?`
+	// outboxReadSQL reads up to ?2 due messages at time ?1 in position
+	// order: the first ?2 of those to deliver at once merged with the
+	// first ?2 due delayed ones, each read through its partial index.
+	outboxReadSQL = `SELECT position, topic, uuid, metadata, payload, deliver_at FROM (
+			SELECT * FROM (SELECT position, topic, uuid, metadata, payload, deliver_at FROM {p}outbox
+				WHERE deliver_at IS NULL ORDER BY position LIMIT ?2)
+			UNION ALL
+			SELECT * FROM (SELECT position, topic, uuid, metadata, payload, deliver_at FROM {p}outbox
+				WHERE deliver_at IS NOT NULL AND deliver_at <= ?1 ORDER BY position LIMIT ?2)
+		) ORDER BY position LIMIT ?2`
+	// outboxDeleteSQL deletes the messages to deliver at once of a
+	// published batch: those between its first and last position. Every
+	// such message in the range is in the batch, which is the first due
+	// messages in position order (messages written since have higher
+	// positions); delayed messages in the range may not be, and are left.
+	outboxDeleteSQL = `DELETE FROM {p}outbox WHERE position BETWEEN ? AND ? AND deliver_at IS NULL`
+	// outboxDeleteOneSQL deletes one delayed message of a published batch.
+	outboxDeleteOneSQL = `DELETE FROM {p}outbox WHERE position = ?`
 	// leaseClaimSQL takes the lease if nobody holds it or the holder's has
 	// expired; it changes no row if another relay holds it.
 	leaseClaimSQL = `INSERT INTO {p}outbox_lease (name, owner, expires_at) VALUES ('outbox', ?, ?)
@@ -171,9 +202,9 @@ const (
 	insertEventsHead = `INSERT INTO {p}events (id, stream_type, stream_id, sequence, type, schema_version, content_type, data, metadata, recorded_at) VALUES `
 	insertEventsRow  = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	insertEventsCols = 10
-	insertOutboxHead = `INSERT INTO {p}outbox (topic, uuid, metadata, payload) VALUES `
-	insertOutboxRow  = `(?, ?, ?, ?)`
-	insertOutboxCols = 4
+	insertOutboxHead = `INSERT INTO {p}outbox (topic, uuid, metadata, payload, deliver_at) VALUES `
+	insertOutboxRow  = `(?, ?, ?, ?, ?)`
+	insertOutboxCols = 5
 )
 
 // multiRowSQL is head followed by rows copies of row.

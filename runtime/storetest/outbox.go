@@ -21,6 +21,9 @@ var outboxTests = []test{
 	{"ConcurrentRelays", func(t *testing.T, b Backend) { testOutboxConcurrentRelays(t, b, false) }},
 	{"ConcurrentRelaysWithFailures", func(t *testing.T, b Backend) { testOutboxConcurrentRelays(t, b, true) }},
 	{"Notifier", testOutboxNotifier},
+	{"Delayed", testOutboxDelayed},
+	{"DelayedPast", testOutboxDelayedPast},
+	{"DelayedSurvivesReopen", testOutboxDelayedReopen},
 }
 
 // Sizes of the outbox tests.
@@ -34,6 +37,16 @@ const (
 	relayFailEvery    = 4 // ConcurrentRelaysWithFailures fails every 4th publish
 	notifierAppends   = 50
 	relayPublishDelay = 200 * time.Microsecond
+	// outboxDelay is how long the delayed messages of the Delayed tests
+	// wait: long enough that relaying the others surely ends before it,
+	// short enough to keep the tests quick.
+	outboxDelay = 300 * time.Millisecond
+	// duePoll is how often the Delayed tests relay while they wait.
+	duePoll = 5 * time.Millisecond
+	// dueWithin bounds how late a delayed message may be relayed: far
+	// more than a relay takes, far less than Timeout, so that a lost
+	// message fails the test quickly.
+	dueWithin = 10 * time.Second
 )
 
 // testOutboxRelayOrder relays the messages of several appends: they come in
@@ -344,4 +357,155 @@ func testOutboxNotifier(t *testing.T, b Backend) {
 	case <-time.After(Timeout):
 		t.Fatal("no value on OutboxReady after appends with outbox messages")
 	}
+}
+
+// delayedMessage returns a message delivered at at.
+func delayedMessage(payload string, at time.Time) runtime.OutboxMessage {
+	m := newMessage(payload)
+	m.DeliverAt = at
+	return m
+}
+
+// checkDeliverAt checks that a relayed message carries the DeliverAt it was
+// written with, to the microsecond (PostgreSQL's precision), in UTC.
+func checkDeliverAt(t *testing.T, got runtime.OutboxMessage, want time.Time) {
+	t.Helper()
+	if want.IsZero() {
+		if !got.DeliverAt.IsZero() {
+			t.Errorf("message %s written without DeliverAt comes back with %v", got.UUID, got.DeliverAt)
+		}
+		return
+	}
+	if d := got.DeliverAt.Sub(want); d < -time.Microsecond || d > time.Microsecond || got.DeliverAt.Location() != time.UTC {
+		t.Errorf("message %s: DeliverAt %v, want %v in UTC", got.UUID, got.DeliverAt, want.UTC())
+	}
+}
+
+// relayUntil relays in batches of batch, every duePoll, until it has n
+// messages, and returns them with the time publish got each. It fails the
+// test if they are not all relayed within dueWithin after outboxDelay.
+func relayUntil(t *testing.T, s runtime.EventStore, batch, n int) ([]runtime.OutboxMessage, []time.Time) {
+	t.Helper()
+	ctx := testContext(t)
+	deadline := time.Now().Add(outboxDelay + dueWithin)
+	var got []runtime.OutboxMessage
+	var published []time.Time
+	for len(got) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("relayed %d of %d delayed messages within %v of their time: were they deleted, or are they never due?", len(got), n, dueWithin)
+		}
+		if _, err := s.RelayOutbox(ctx, batch, func(msgs []runtime.OutboxMessage) error {
+			now := time.Now()
+			for _, m := range cloneMessages(msgs) {
+				got = append(got, m)
+				published = append(published, now)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("RelayOutbox: %v", err)
+		}
+		time.Sleep(duePoll)
+	}
+	return got, published
+}
+
+// checkNotEarly checks that a delayed message reached publish no earlier
+// than its DeliverAt: the store read its clock before it called publish.
+func checkNotEarly(t *testing.T, published, at time.Time) {
+	t.Helper()
+	if early := at.Sub(published); early > clockTolerance {
+		t.Errorf("delayed message published %v before its DeliverAt", early)
+	}
+}
+
+// testOutboxDelayed writes a delayed message between messages to deliver
+// at once and one whose DeliverAt has passed: those are relayed at once, in
+// batches smaller than all of them (the delayed one does not hold them
+// back, and deleting a batch around it does not delete it); the delayed
+// one is not relayed before its DeliverAt, and is relayed after it with
+// its fields intact.
+func testOutboxDelayed(t *testing.T, b Backend) {
+	ctx := testContext(t)
+	s := open(t, b)
+	stream := newStream()
+	at := time.Now().Add(outboxDelay)
+	first := []runtime.OutboxMessage{newMessage("a"), delayedMessage("delayed", at), delayedMessage("past", time.Now().Add(-time.Minute)), newMessage("b")}
+	mustAppend(t, ctx, s, runtime.AppendRequest{Stream: stream, Events: newEvents(1), Outbox: first})
+	later := newMessage("c")
+	mustAppend(t, ctx, s, runtime.AppendRequest{Stream: stream, ExpectedVersion: 1, Events: newEvents(1), Outbox: []runtime.OutboxMessage{later}})
+
+	got := relayAll(t, ctx, s, 2)
+	if time.Now().After(at) {
+		t.Skipf("relaying 4 messages took longer than %v: the machine is too slow for this test", outboxDelay)
+	}
+	if len(got) != 4 {
+		t.Fatalf("before the delayed message is due, relayed %d messages, want the 4 others", len(got))
+	}
+	for i, want := range []runtime.OutboxMessage{first[0], first[2], first[3], later} {
+		checkMessage(t, got[i], want)
+		checkDeliverAt(t, got[i], want.DeliverAt)
+	}
+	checkIncreasing(t, "outbox", messagePositions(got))
+
+	delayed, published := relayUntil(t, s, 10, 1)
+	if len(delayed) != 1 {
+		t.Fatalf("relayed %d messages once due, want the delayed one", len(delayed))
+	}
+	checkMessage(t, delayed[0], first[1])
+	checkDeliverAt(t, delayed[0], at)
+	checkNotEarly(t, published[0], at)
+	if rest := relayAll(t, ctx, s, 10); len(rest) != 0 {
+		t.Errorf("%d messages relayed again after the delayed one", len(rest))
+	}
+}
+
+// clockTolerance is how far a store's reading of DeliverAt may be ahead of
+// the test's clock: the granularity of a stored time, or a clock of a
+// database server kept in step with this machine's.
+const clockTolerance = 5 * time.Millisecond
+
+// testOutboxDelayedPast writes messages whose DeliverAt has passed: they
+// are due at once and come in position order with the others.
+func testOutboxDelayedPast(t *testing.T, b Backend) {
+	ctx := testContext(t)
+	s := open(t, b)
+	past := time.Now().Add(-time.Hour)
+	want := []runtime.OutboxMessage{newMessage("a"), delayedMessage("past", past), newMessage("b"), delayedMessage("long past", past.Add(-time.Hour))}
+	mustAppend(t, ctx, s, runtime.AppendRequest{Stream: newStream(), Events: newEvents(1), Outbox: want})
+	got := relayAll(t, ctx, s, 100)
+	if len(got) != len(want) {
+		t.Fatalf("relayed %d messages, want all %d: their time has passed", len(got), len(want))
+	}
+	for i := range got {
+		checkMessage(t, got[i], want[i])
+		checkDeliverAt(t, got[i], want[i].DeliverAt)
+	}
+}
+
+// testOutboxDelayedReopen writes a delayed message, closes the store and
+// relays it through a second handle on the same data (a restarted
+// process) once it is due: the delay is durable.
+func testOutboxDelayedReopen(t *testing.T, b Backend) {
+	if b.Share == nil {
+		t.Skip("the backend cannot reopen a store's data (Backend.Share is nil)")
+	}
+	ctx := testContext(t)
+	s := open(t, b)
+	s2 := share(t, b, s)
+	at := time.Now().Add(outboxDelay)
+	want := delayedMessage("durable", at)
+	mustAppend(t, ctx, s, runtime.AppendRequest{Stream: newStream(), Events: newEvents(1), Outbox: []runtime.OutboxMessage{want}})
+	if got := relayAll(t, ctx, s, 10); len(got) != 0 {
+		if time.Now().Before(at) {
+			t.Fatalf("relayed %d messages before the delayed one was due", len(got))
+		}
+		t.Skipf("appending and relaying took longer than %v: the machine is too slow for this test", outboxDelay)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	got, published := relayUntil(t, s2, 10, 1)
+	checkMessage(t, got[0], want)
+	checkDeliverAt(t, got[0], at)
+	checkNotEarly(t, published[0], at)
 }
