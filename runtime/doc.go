@@ -40,3 +40,7 @@ const SupportPackageIsVersion1 = true
 // SupportPackageIsVersion2 is asserted by code that uses the event-sourcing
 // API (Repository, Scenario, EventSpec).
 const SupportPackageIsVersion2 = true
+
+// SupportPackageIsVersion3 is asserted by code that uses projections and
+// sagas (ProjectionSpec, SagaSpec and their builders).
+const SupportPackageIsVersion3 = true
