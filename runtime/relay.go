@@ -26,9 +26,11 @@ type RelayConfig struct {
 	// Default 100.
 	BatchSize int
 	// PollInterval is how often the relay looks for messages written by
-	// other processes, and how long it waits after an error. Messages
-	// appended through a store that implements OutboxNotifier are relayed at
-	// once. Default 100ms.
+	// other processes, and for delayed messages (OutboxMessage.DeliverAt,
+	// saga timeouts) that have come due, and how long it waits after an
+	// error: a delayed message is relayed up to PollInterval after its
+	// time. Messages appended through a store that implements
+	// OutboxNotifier are relayed at once. Default 100ms.
 	PollInterval time.Duration
 	// Logger receives relay errors, which the relay retries. Default: none.
 	Logger watermill.LoggerAdapter
@@ -57,7 +59,9 @@ func (c RelayConfig) Validate() error {
 
 // Relay publishes the outbox of an event store to a broker: in outbox order,
 // at least once (a message whose publication is interrupted is published
-// again), so consumers deduplicate by message id. On the in-process bus
+// again), so consumers deduplicate by message id. A delayed message is
+// published once due, by the poll that finds it so (see
+// EventStore.RelayOutbox). On the in-process bus
 // (*mem.PubSub) a message counts as published once its handlers have
 // acknowledged it, so the outbox also covers a crash with messages queued in
 // memory; start the relay after the router is running (Router.Running), since
