@@ -34,9 +34,26 @@ func Build(plugin *protogen.Plugin) ([]*model.File, error) {
 		}
 	}
 	var files []*model.File
+	byFile := map[*protogen.File]*model.File{}
 	for _, f := range plugin.Files {
 		if f.Generate {
-			files = append(files, b.file(f))
+			byFile[f] = b.file(f)
+			files = append(files, byFile[f])
+		}
+	}
+	// Projections and sagas last: they refer to events and commands of any
+	// generated file, whose models now exist.
+	for _, a := range b.ordered {
+		out := byFile[a.file]
+		switch a.kind() {
+		case "projection":
+			if p := b.projection(a); p != nil {
+				out.Projections = append(out.Projections, p)
+			}
+		case "saga":
+			if s := b.saga(a, fileOptions(a.file)); s != nil {
+				out.Sagas = append(out.Sagas, s)
+			}
 		}
 	}
 	for _, f := range files {
@@ -168,10 +185,6 @@ func (b *builder) file(f *protogen.File) *model.File {
 			if m := b.message(a, defaults); m != nil {
 				out.Messages = append(out.Messages, m)
 			}
-		case "projection":
-			b.projection(a)
-		case "saga":
-			b.saga(a)
 		}
 	}
 	return out

@@ -74,6 +74,12 @@ func (b *builder) checkIdents(files []*model.File) {
 			}
 			declare(f.GoImportPath, infos, a)
 		}
+		for _, p := range f.Projections {
+			declare(f.GoImportPath, projectionIdents(p), b.byName[protoreflect.FullName(p.FullName)])
+		}
+		for _, s := range f.Sagas {
+			declare(f.GoImportPath, sagaIdents(s), b.byName[protoreflect.FullName(s.FullName)])
+		}
 		for _, m := range f.Messages {
 			if m.Standalone() {
 				declare(f.GoImportPath, []string{m.Names.Info}, b.byName[protoreflect.FullName(m.FullName)])

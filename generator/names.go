@@ -134,3 +134,64 @@ func aggregateIdents(a *model.Aggregate) []string {
 	}
 	return ids
 }
+
+func projectionNames(goName string) model.ProjectionNames {
+	return model.ProjectionNames{
+		Handler: goName + "Projection",
+		Spec:    goName + "ProjectionSpec",
+		New:     "New" + goName + "Projection",
+	}
+}
+
+// sagaBase is the saga's name in generated identifiers: the state message's
+// Go name without a trailing "State" or "Saga" (CheckoutSaga -> Checkout),
+// so that the generated CheckoutSagaBehaviour does not read CheckoutSagaSaga.
+func sagaBase(goName string) string {
+	base := aggregateBase(goName)
+	if b, ok := strings.CutSuffix(base, "Saga"); ok && b != "" {
+		return b
+	}
+	return base
+}
+
+func sagaNames(goName string) model.SagaNames {
+	b := sagaBase(goName)
+	return model.SagaNames{
+		Behaviour: b + "SagaBehaviour",
+		Spec:      b + "SagaSpec",
+		New:       "New" + b + "Saga",
+		Skeleton:  lowerFirst(b) + "Saga",
+	}
+}
+
+// stepMethod is the Go method name of a saga step: its name in camel case
+// (charge_card -> ChargeCard).
+func stepMethod(step string) string {
+	var out strings.Builder
+	up := true
+	for _, r := range step {
+		if r == '_' || r == '-' {
+			up = true
+			continue
+		}
+		if up {
+			r = unicode.ToUpper(r)
+			up = false
+		}
+		out.WriteRune(r)
+	}
+	return out.String()
+}
+
+// sagaEventMethod is the behaviour's method recording an event in the state.
+func sagaEventMethod(goName string) string { return "On" + goName }
+
+// projectionIdents and sagaIdents list the exported identifiers generated
+// for a projection and a saga.
+func projectionIdents(p *model.Projection) []string {
+	return []string{p.Names.Handler, p.Names.Spec, p.Names.New}
+}
+
+func sagaIdents(s *model.Saga) []string {
+	return []string{s.Names.Behaviour, s.Names.Spec, s.Names.New}
+}

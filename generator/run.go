@@ -14,6 +14,11 @@ import (
 // FileSuffix ends the name of every generated file.
 const FileSuffix = "_eda.pb.go"
 
+// SkeletonSuffix ends the name of a file's saga skeleton, a starting
+// implementation the user copies once; it builds only with the
+// templates.SkeletonBuildTag tag.
+const SkeletonSuffix = "_eda_skeleton.go"
+
 // Params holds the plugin parameters protoc-gen-eda reads itself; protogen
 // handles the standard ones (paths, module, M).
 type Params struct {
@@ -69,6 +74,16 @@ func Run(plugin *protogen.Plugin) error {
 		g := plugin.NewGeneratedFile(f.Filename+FileSuffix, protogen.GoImportPath(f.GoImportPath))
 		if _, err := g.Write(src); err != nil {
 			return err
+		}
+		skeleton, err := templates.RenderSkeleton(f)
+		if err != nil {
+			return fmt.Errorf("generator bug: %w", err)
+		}
+		if skeleton != nil {
+			g := plugin.NewGeneratedFile(f.Filename+SkeletonSuffix, protogen.GoImportPath(f.GoImportPath))
+			if _, err := g.Write(skeleton); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -59,3 +59,12 @@ func wrap(s string) []string {
 	}
 	return lines
 }
+
+// withArticle puts "a" or "an" before a name, by its first letter:
+// "an OrderPlaced", "a PaymentDeclined".
+func withArticle(name string) string {
+	if name != "" && strings.ContainsRune("AEIOUaeiou", rune(name[0])) {
+		return "an " + name
+	}
+	return "a " + name
+}

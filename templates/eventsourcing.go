@@ -117,7 +117,7 @@ func genBehaviour(g *jen.File, a *model.Aggregate) {
 	comment(g, doc, model.Doc{})
 	g.Type().Id(n.Behaviour).InterfaceFunc(func(i *jen.Group) {
 		for _, m := range a.Events {
-			comment(i, fmt.Sprintf("%s folds an %s event into state. It cannot fail: the event has happened.", m.Names.ApplyMethod, m.GoIdent.GoName), deprecatedOnly(m.Doc))
+			comment(i, fmt.Sprintf("%s folds %s event into state. It cannot fail: the event has happened.", m.Names.ApplyMethod, withArticle(m.GoIdent.GoName)), deprecatedOnly(m.Doc))
 			i.Id(m.Names.ApplyMethod).Params(jen.Id("state").Add(state(a)), jen.Id("event").Add(ptr(m.GoIdent)))
 		}
 		for _, m := range a.Commands {

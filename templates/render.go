@@ -56,6 +56,12 @@ func Render(f *model.File) ([]byte, error) {
 	for _, a := range f.Aggregates {
 		genAggregate(g, a)
 	}
+	for _, p := range f.Projections {
+		genProjection(g, p)
+	}
+	for _, s := range f.Sagas {
+		genSaga(g, s)
+	}
 
 	var buf bytes.Buffer
 	if err := g.Render(&buf); err != nil {
@@ -66,11 +72,11 @@ func Render(f *model.File) ([]byte, error) {
 
 // genVersionAssertion emits
 //
-//	const _ = runtime.SupportPackageIsVersion2
+//	const _ = runtime.SupportPackageIsVersion3
 func genVersionAssertion(g *jen.File) {
 	g.Comment("This is a compile-time assertion that this generated file is compatible")
 	g.Comment("with the runtime package it is built against.")
-	g.Const().Id("_").Op("=").Qual(runtimePkg, "SupportPackageIsVersion2")
+	g.Const().Id("_").Op("=").Qual(runtimePkg, "SupportPackageIsVersion3")
 }
 
 // genTypeConsts emits one const block with the stable type name of every

@@ -22,10 +22,16 @@ type File struct {
 	// Aggregates are the aggregates declared in this file, with the events
 	// and commands that name them, wherever those are declared.
 	Aggregates []*Aggregate
+	// Projections and Sagas are the read models and sagas declared in this
+	// file.
+	Projections []*Projection
+	Sagas       []*Saga
 }
 
 // Empty reports whether the file has nothing to generate.
-func (f *File) Empty() bool { return len(f.Messages) == 0 && len(f.Aggregates) == 0 }
+func (f *File) Empty() bool {
+	return len(f.Messages) == 0 && len(f.Aggregates) == 0 && len(f.Projections) == 0 && len(f.Sagas) == 0
+}
 
 // GoIdent is a Go identifier qualified by its import path.
 type GoIdent struct {
@@ -214,3 +220,86 @@ type Delivery struct {
 
 // IsZero reports whether the policy sets nothing.
 func (d Delivery) IsZero() bool { return d == Delivery{} }
+
+// Projection is a read model built from events.
+type Projection struct {
+	GoIdent  GoIdent
+	FullName string
+	Doc      Doc
+
+	// Name is the stable projection name that keys its checkpoint.
+	Name string
+	// Events are the events it consumes, in declaration order.
+	Events []*Message
+
+	Names ProjectionNames
+}
+
+// ProjectionNames are the Go identifiers generated for one projection.
+type ProjectionNames struct {
+	// Handler is the generic interface the user implements; Spec builds the
+	// runtime.ProjectionSpec from it and New the runtime.Projection.
+	Handler, Spec, New string
+}
+
+// OnMethod is the name of the projection handler's method for event m.
+func (p *Projection) OnMethod(m *Message) string { return "On" + m.GoIdent.GoName }
+
+// Saga is a process manager: state correlated across events that sends
+// commands step by step and compensates on failure.
+type Saga struct {
+	GoIdent  GoIdent
+	FullName string
+	Doc      Doc
+
+	// Name is the stable saga name: its instances' stream type, handler
+	// names and timeout topic derive from it.
+	Name string
+	// Start is the event that begins an instance.
+	Start *SagaEvent
+	Steps []*SagaStep
+	// Events are the success and failure events of every step, each once,
+	// in step order.
+	Events []*SagaEvent
+	// Timeout bounds the whole saga; 0 means none.
+	Timeout  time.Duration
+	Delivery Delivery
+
+	Names SagaNames
+}
+
+// SagaEvent is an event a saga consumes, with the field that holds the
+// instance id.
+type SagaEvent struct {
+	Message     *Message
+	Correlation *Field
+	// Method is the behaviour's method that records the event in the state
+	// (OnX), or "Start" for the start event.
+	Method string
+	// StateFields are the Go names of the state's fields the generated
+	// skeleton copies from the event's fields of the same name and type.
+	StateFields []string
+}
+
+// SagaStep is one step of a saga.
+type SagaStep struct {
+	Name string
+	// Command is sent when the step starts; Compensation, when set, undoes
+	// it after a later step fails.
+	Command, Compensation *Message
+	Success, Failure      []*SagaEvent
+	Timeout               time.Duration
+	// Method builds the step's command; CompensateMethod its compensation.
+	Method, CompensateMethod string
+	// CommandFields and CompensationFields are the Go names of the
+	// commands' fields the generated skeleton copies from the state.
+	CommandFields, CompensationFields []string
+}
+
+// SagaNames are the Go identifiers generated for one saga.
+type SagaNames struct {
+	// Behaviour is the interface the user implements; Spec builds the
+	// runtime.SagaSpec from it and New the runtime.Saga. Skeleton is the
+	// unexported type of the starting implementation generated beside.
+	Behaviour, Spec, New, Skeleton string
+}

@@ -11,7 +11,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -277,7 +277,7 @@ type AccountAggregate interface {
 	// ApplyAccountOpened folds an AccountOpened event into state. It cannot fail:
 	// the event has happened.
 	ApplyAccountOpened(state *Account, event *AccountOpened)
-	// ApplyMoneyDeposited folds an MoneyDeposited event into state. It cannot fail:
+	// ApplyMoneyDeposited folds a MoneyDeposited event into state. It cannot fail:
 	// the event has happened.
 	ApplyMoneyDeposited(state *Account, event *MoneyDeposited)
 	// HandleOpenAccount decides the events of a OpenAccount command on state, or

@@ -11,7 +11,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -353,15 +353,15 @@ func (command *RerouteShipment) shipmentCommand() (*runtime.MessageType, string)
 // compiling until it handles it. ShipmentRepository runs it against an event
 // store.
 type ShipmentAggregate interface {
-	// ApplyShipmentDispatched folds an ShipmentDispatched event into state. It
+	// ApplyShipmentDispatched folds a ShipmentDispatched event into state. It
 	// cannot fail: the event has happened.
 	ApplyShipmentDispatched(state *Shipment, event *ShipmentDispatched)
-	// ApplyShipmentLost folds an ShipmentLost event into state. It cannot fail: the
+	// ApplyShipmentLost folds a ShipmentLost event into state. It cannot fail: the
 	// event has happened.
 	//
 	// Deprecated: do not use.
 	ApplyShipmentLost(state *Shipment, event *ShipmentLost)
-	// ApplyShipmentDelivered folds an ShipmentDelivered event into state. It cannot
+	// ApplyShipmentDelivered folds a ShipmentDelivered event into state. It cannot
 	// fail: the event has happened.
 	ApplyShipmentDelivered(state *Shipment, event *ShipmentDelivered)
 	// HandleRerouteShipment decides the events of a RerouteShipment command on

@@ -11,7 +11,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -118,7 +118,7 @@ func (event *LightSwitched) lightEvent() (*runtime.MessageType, runtime.Outgoing
 // schema adds a method here, so an implementation stops compiling until it
 // handles it. LightRepository runs it against an event store.
 type LightAggregate interface {
-	// ApplyLightSwitched folds an LightSwitched event into state. It cannot fail:
+	// ApplyLightSwitched folds a LightSwitched event into state. It cannot fail:
 	// the event has happened.
 	ApplyLightSwitched(state *Light, event *LightSwitched)
 }

@@ -12,7 +12,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -280,10 +280,10 @@ func (event *TicketEscalated) ticketEvent() (*runtime.MessageType, runtime.Outgo
 // event in the schema adds a method here, so an implementation stops compiling
 // until it handles it. TicketRepository runs it against an event store.
 type TicketAggregate interface {
-	// ApplyTicketOpened folds an TicketOpened event into state. It cannot fail: the
+	// ApplyTicketOpened folds a TicketOpened event into state. It cannot fail: the
 	// event has happened.
 	ApplyTicketOpened(state *Ticket, event *TicketOpened)
-	// ApplyTicketEscalated folds an TicketEscalated event into state. It cannot
+	// ApplyTicketEscalated folds a TicketEscalated event into state. It cannot
 	// fail: the event has happened.
 	ApplyTicketEscalated(state *Ticket, event *TicketEscalated)
 }

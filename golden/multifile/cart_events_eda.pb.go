@@ -7,7 +7,7 @@ import "github.com/protoc-gen-eda/eda/runtime"
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.

@@ -13,7 +13,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -159,7 +159,7 @@ func (event *Outer_Inner) contextEvent() (*runtime.MessageType, runtime.Outgoing
 // event in the schema adds a method here, so an implementation stops compiling
 // until it handles it. ContextRepository runs it against an event store.
 type ContextAggregate interface {
-	// ApplyStrconv folds an Strconv event into state. It cannot fail: the event has
+	// ApplyStrconv folds a Strconv event into state. It cannot fail: the event has
 	// happened.
 	ApplyStrconv(state *Context, event *Strconv)
 	// ApplyOuter_Inner folds an Outer_Inner event into state. It cannot fail: the
@@ -330,7 +330,7 @@ func (event *Time) publisherEvent() (*runtime.MessageType, runtime.Outgoing) {
 // event in the schema adds a method here, so an implementation stops compiling
 // until it handles it. PublisherRepository runs it against an event store.
 type PublisherAggregate interface {
-	// ApplyTime folds an Time event into state. It cannot fail: the event has
+	// ApplyTime folds a Time event into state. It cannot fail: the event has
 	// happened.
 	ApplyTime(state *PublisherState, event *Time)
 }

@@ -11,7 +11,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -120,7 +120,7 @@ func (event *DeviceRegistered) deviceEvent() (*runtime.MessageType, runtime.Outg
 // event in the schema adds a method here, so an implementation stops compiling
 // until it handles it. DeviceRepository runs it against an event store.
 type DeviceAggregate interface {
-	// ApplyDeviceRegistered folds an DeviceRegistered event into state. It cannot
+	// ApplyDeviceRegistered folds a DeviceRegistered event into state. It cannot
 	// fail: the event has happened.
 	ApplyDeviceRegistered(state *Device, event *DeviceRegistered)
 }

@@ -335,8 +335,7 @@ func (x *AuditLogged) GetEntry() string {
 	return ""
 }
 
-// StockLevel is a read model; its generation comes with projections, the
-// generator checks its references today.
+// StockLevel is a read model of two events.
 type StockLevel struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sku           string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
@@ -389,8 +388,7 @@ func (x *StockLevel) GetCount() int64 {
 	return 0
 }
 
-// Restock is a saga; its generation comes later, the generator checks its
-// references today.
+// Restock is a one-step saga with a compensation and timeouts.
 type Restock struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WarehouseId   string                 `protobuf:"bytes,1,opt,name=warehouse_id,json=warehouseId,proto3" json:"warehouse_id,omitempty"`

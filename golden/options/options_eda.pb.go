@@ -12,7 +12,7 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the runtime package it is built against.
-const _ = runtime.SupportPackageIsVersion2
+const _ = runtime.SupportPackageIsVersion3
 
 // Stable type names of the events and commands declared in this file, as
 // written in every envelope.
@@ -385,10 +385,10 @@ func (command *ReleaseStock) warehouseCommand() (*runtime.MessageType, string) {
 // compiling until it handles it. WarehouseRepository runs it against an event
 // store.
 type WarehouseAggregate interface {
-	// ApplyStockCounted folds an StockCounted event into state. It cannot fail: the
+	// ApplyStockCounted folds a StockCounted event into state. It cannot fail: the
 	// event has happened.
 	ApplyStockCounted(state *Warehouse, event *StockCounted)
-	// ApplyStockReserved folds an StockReserved event into state. It cannot fail:
+	// ApplyStockReserved folds a StockReserved event into state. It cannot fail:
 	// the event has happened.
 	ApplyStockReserved(state *Warehouse, event *StockReserved)
 	// HandleReserveStock decides the events of a ReserveStock command on state, or
@@ -557,4 +557,142 @@ func (s *WarehouseScenario) ThenError(target error) {
 // State returns the state the given events built.
 func (s *WarehouseScenario) State() *Warehouse {
 	return s.s.State()
+}
+
+// StockLevelProjection builds the StockLevel read model (projection
+// "golden.stock_level") from events: implement it and run it with
+// NewStockLevelProjection. Tx is the transaction of the store the read model
+// lives in, in which the runtime also saves the projection's checkpoint:
+// *sql.Tx with runtime/sqlite, pgx.Tx with runtime/postgres, memstore.NoTx in
+// memory.
+//
+// StockLevel is a read model of two events.
+type StockLevelProjection[Tx any] interface {
+	// Setup creates the tables of one generation of the read model, named
+	// with p.Table. A rebuild fills a new generation beside the active one.
+	Setup(ctx context.Context, p runtime.ProjectionTx[Tx]) error
+	// Activate points readers at generation p.Generation, for example by
+	// replacing a view; previous is the generation they read before (0 for
+	// none), which Activate may drop.
+	Activate(ctx context.Context, p runtime.ProjectionTx[Tx], previous int) error
+	// OnStockCounted applies a StockCounted event, in the transaction that saves the
+	// checkpoint past it.
+	OnStockCounted(ctx context.Context, p runtime.ProjectionTx[Tx], event *StockCounted, rec *runtime.EventRecord) error
+	// OnStockReserved applies a StockReserved event, in the transaction that saves the
+	// checkpoint past it.
+	OnStockReserved(ctx context.Context, p runtime.ProjectionTx[Tx], event *StockReserved, rec *runtime.EventRecord) error
+}
+
+// StockLevelProjectionSpec describes h to the runtime: the projection's stable
+// name, which keys its checkpoint, and a route per event.
+func StockLevelProjectionSpec[Tx any](h StockLevelProjection[Tx]) runtime.ProjectionSpec[Tx] {
+	return runtime.ProjectionSpec[Tx]{
+		Name: "golden.stock_level",
+		Routes: []runtime.ProjectionRoute[Tx]{
+			runtime.Project[Tx, StockCounted](_StockCounted_MessageType, h.OnStockCounted),
+			runtime.Project[Tx, StockReserved](_StockReserved_MessageType, h.OnStockReserved),
+		},
+		Setup:    h.Setup,
+		Activate: h.Activate,
+	}
+}
+
+// NewStockLevelProjection returns the runner of h: it catches up from log's
+// global log, then follows it, saving its checkpoint in store's transaction.
+func NewStockLevelProjection[Tx any](log runtime.EventStore, store runtime.ProjectionStore[Tx], h StockLevelProjection[Tx], cfg runtime.ProjectionConfig) (*runtime.Projection[Tx], error) {
+	return runtime.NewProjection(log, store, StockLevelProjectionSpec(h), cfg)
+}
+
+// RestockSagaBehaviour is what the Restock saga ("golden.restock") needs from
+// you: its initial state, the command of each step and of each compensation,
+// and how each event it waits for changes the state. NewRestockSaga runs it;
+// the runtime persists the state, sends the commands through the outbox and
+// arms the timeouts.
+//
+// Restock is a one-step saga with a compensation and timeouts.
+//
+// The saga's steps, as a Mermaid state diagram:
+//
+//	stateDiagram-v2
+//	    [*] --> reserve: StockCounted
+//	    reserve --> [*]: StockReserved
+//	    reserve --> compensated: timeout 5m, saga timeout 24h / ReleaseStock
+//	    compensated --> [*]
+type RestockSagaBehaviour interface {
+	// Start begins an instance from the StockCounted that starts it and returns
+	// the instance's initial state.
+	Start(ctx context.Context, event *StockCounted) (*Restock, error)
+	// Reserve builds the ReserveStock that step "reserve" sends.
+	Reserve(ctx context.Context, state *Restock) (*ReserveStock, error)
+	// CompensateReserve builds the ReleaseStock that undoes step "reserve".
+	CompensateReserve(ctx context.Context, state *Restock) (*ReleaseStock, error)
+	// OnStockReserved records StockReserved, which completes step "reserve", in state.
+	OnStockReserved(ctx context.Context, state *Restock, event *StockReserved) error
+}
+
+// RestockSagaSpec describes the saga to the runtime, with b's methods: its
+// stable name, which keys its persisted instances, its steps and timeouts.
+func RestockSagaSpec(b RestockSagaBehaviour) runtime.SagaSpec[*Restock] {
+	onStockReserved := runtime.SagaOn[*Restock, StockReserved](_StockReserved_MessageType, func(event *StockReserved) string {
+		return event.GetWarehouseId()
+	}, b.OnStockReserved)
+	return runtime.SagaSpec[*Restock]{
+		Name:      "golden.restock",
+		StateType: "golden.options.Restock",
+		New: func() *Restock {
+			return new(Restock)
+		},
+		Start: runtime.StartOn[*Restock, StockCounted](_StockCounted_MessageType, func(event *StockCounted) string {
+			return event.GetWarehouseId()
+		}, b.Start),
+		Steps: []runtime.SagaStep[*Restock]{
+			{
+				Name: "reserve",
+				Command: func(ctx context.Context, state *Restock) (*runtime.MessageType, runtime.Outgoing, error) {
+					command, err := b.Reserve(ctx, state)
+					if err == nil && command == nil {
+						err = runtime.ErrNilCommand
+					}
+					if err != nil {
+						return nil, runtime.Outgoing{}, err
+					}
+					return _ReserveStock_MessageType, runtime.Outgoing{
+						Subject: command.GetWarehouseId(),
+						Message: command,
+					}, nil
+				},
+				Compensation: func(ctx context.Context, state *Restock) (*runtime.MessageType, runtime.Outgoing, error) {
+					command, err := b.CompensateReserve(ctx, state)
+					if err == nil && command == nil {
+						err = runtime.ErrNilCommand
+					}
+					if err != nil {
+						return nil, runtime.Outgoing{}, err
+					}
+					return _ReleaseStock_MessageType, runtime.Outgoing{
+						Subject: command.GetWarehouseId(),
+						Message: command,
+					}, nil
+				},
+				Success: []runtime.SagaEvent[*Restock]{onStockReserved},
+				Timeout: 5 * time.Minute,
+			},
+		},
+		Timeout: 24 * time.Hour,
+		Delivery: runtime.DeliveryPolicy{
+			MaxAttempts:     7,
+			DeadLetterTopic: "golden.options.dead",
+			MaxInFlight:     16,
+			MaxPerSecond:    500,
+			ConsumerGroup:   "golden.stock",
+			Ordering:        runtime.OrderingPartitionKey,
+		},
+	}
+}
+
+// NewRestockSaga returns the orchestrator of the saga: register it on a router
+// (Register) to run it. cfg.Store persists its instances and carries its
+// commands and timeouts in its outbox.
+func NewRestockSaga(b RestockSagaBehaviour, cfg runtime.SagaConfig) (*runtime.Saga[*Restock], error) {
+	return runtime.NewSaga(RestockSagaSpec(b), cfg)
 }

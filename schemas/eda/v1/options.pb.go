@@ -877,7 +877,14 @@ type SagaOptions struct {
 	// Delivery policy for the saga's event handler.
 	//
 	//	option (eda.v1.message).saga = {delivery: {max_attempts: 10}};
-	Delivery      *DeliveryPolicy `protobuf:"bytes,5,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	Delivery *DeliveryPolicy `protobuf:"bytes,5,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	// The field that correlates events to a saga instance: the start event and
+	// every success and failure event must have a string or integer field of
+	// this name, whose value is the instance id. Defaults to the name of the
+	// start event's aggregate id field.
+	//
+	//	option (eda.v1.message).saga = {correlation: "order_id"};
+	Correlation   string `protobuf:"bytes,6,opt,name=correlation,proto3" json:"correlation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +952,13 @@ func (x *SagaOptions) GetDelivery() *DeliveryPolicy {
 		return x.Delivery
 	}
 	return nil
+}
+
+func (x *SagaOptions) GetCorrelation() string {
+	if x != nil {
+		return x.Correlation
+	}
+	return ""
 }
 
 // One step of a saga.
@@ -1388,13 +1402,14 @@ const file_eda_v1_options_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\rR\aversion\"?\n" +
 	"\x11ProjectionOptions\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06events\x18\x02 \x03(\tR\x06events\"\xad\x01\n" +
+	"\x06events\x18\x02 \x03(\tR\x06events\"\xcf\x01\n" +
 	"\vSagaOptions\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12&\n" +
 	"\x05steps\x18\x03 \x03(\v2\x10.eda.v1.SagaStepR\x05steps\x12\x18\n" +
 	"\atimeout\x18\x04 \x01(\tR\atimeout\x122\n" +
-	"\bdelivery\x18\x05 \x01(\v2\x16.eda.v1.DeliveryPolicyR\bdelivery\"\xaa\x01\n" +
+	"\bdelivery\x18\x05 \x01(\v2\x16.eda.v1.DeliveryPolicyR\bdelivery\x12 \n" +
+	"\vcorrelation\x18\x06 \x01(\tR\vcorrelation\"\xaa\x01\n" +
 	"\bSagaStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\"\n" +
