@@ -10,9 +10,10 @@
 //
 // # Tables
 //
-// New creates three tables if they do not exist (names prefixed by
-// Config.TablePrefix, in Config.Schema), under an advisory lock so that
-// processes starting together do not race:
+// New creates its tables if they do not exist, and migrates older ones
+// (names prefixed by Config.TablePrefix, in Config.Schema), under an
+// advisory lock so that processes starting together do not race; the
+// migrations table records the versions applied:
 //
 //   - events: position (bigint identity, primary key), id (unique),
 //     stream_type, stream_id, sequence (unique per stream), type,
@@ -20,7 +21,12 @@
 //     for byte), recorded_at.
 //   - snapshots: one row per stream.
 //   - outbox: position (identity), topic, uuid, metadata, payload,
-//     created_at. The relay deletes rows once published.
+//     created_at, deliver_at (null for at once; a time for a delayed
+//     message such as a saga timeout). The relay deletes rows once
+//     published.
+//
+// Projections (Store.Projections) add their checkpoint and lease tables
+// on first use.
 //
 // # Appends and the global order
 //

@@ -7,8 +7,9 @@
 //
 // Open takes a file path, a "file:" URI, a sqlite:// URL (the form the
 // runtime picks stores by) or ":memory:"; New wraps a *sql.DB the caller
-// owns. Both create the tables (events, snapshots, outbox, outbox_lease and
-// migrations, named with Config.TablePrefix) if they do not exist.
+// owns. Both create the tables (events, snapshots, outbox with its
+// deliver_at column for delayed messages, outbox_lease and migrations, named
+// with Config.TablePrefix) if they do not exist, and migrate older ones.
 //
 // # Concurrency and the global log
 //

@@ -254,6 +254,11 @@ func (s *Store) prepare(ctx context.Context) error {
 	return nil
 }
 
+// DB returns the pool the store reads with, for queries of read models
+// that projections keep in the same database file. Write read models through
+// a projection's transaction, not through this pool.
+func (s *Store) DB() *sql.DB { return s.rdb }
+
 // OutboxReady implements runtime.OutboxNotifier: the channel receives a
 // value after an Append through this Store that wrote outbox messages.
 // Appends by other processes on the same file are not signalled; a relay
