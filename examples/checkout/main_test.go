@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	checkoutv1 "github.com/protoc-gen-eda/eda/examples/checkout/gen/shop/checkout/v1"
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
@@ -74,24 +72,7 @@ func TestUnknownStore(t *testing.T) {
 // after the test.
 func postgresURL(t *testing.T) string {
 	t.Helper()
-	url := edatest.ServiceURL(t, edatest.PostgresURLEnv)
-	schema := fmt.Sprintf("eda_checkout_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), url)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return url + sep + "schema=" + schema
+	return edatest.PostgresSchemaURL(t, "eda_checkout")
 }
 
 // The crash tests run the service in a child process (this test binary,

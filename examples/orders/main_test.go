@@ -3,13 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 )
@@ -53,24 +50,7 @@ func TestRunInMemoryStore(t *testing.T) { runAndCheck(t, "mem://") }
 
 // The same code on PostgreSQL, changing only the URL.
 func TestRunPostgres(t *testing.T) {
-	url := edatest.ServiceURL(t, edatest.PostgresURLEnv)
-	schema := fmt.Sprintf("eda_example_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), url)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	runAndCheck(t, url+sep+"schema="+schema)
+	runAndCheck(t, edatest.PostgresSchemaURL(t, "eda_example"))
 }
 
 func TestUnknownStore(t *testing.T) {

@@ -1,8 +1,14 @@
 package edatest
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // RequireAllEnv, when set, turns every skip for want of a service or tool
@@ -37,4 +43,30 @@ func Unavailable(t testing.TB, why string) {
 		t.Fatalf("%s, and %s forbids skipping", why, RequireAllEnv)
 	}
 	t.Skipf("skipped: %s (set it to run this test against a real service)", why)
+}
+
+// PostgresSchemaURL returns the test PostgreSQL URL (see ServiceURL) with a
+// schema parameter naming a fresh schema, as the examples' store URLs take
+// it, and drops the schema when the test ends.
+func PostgresSchemaURL(t testing.TB, prefix string) string {
+	t.Helper()
+	url := ServiceURL(t, PostgresURLEnv)
+	schema := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Error(err)
+		}
+	})
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "schema=" + schema
 }
