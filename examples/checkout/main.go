@@ -108,7 +108,9 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if err := saga.Register(router); err != nil {
 		return err
 	}
-	summary, err := b.newProjection(runtime.ProjectionConfig{BatchSize: o.batch, PollInterval: 20 * time.Millisecond})
+	// A short lease: a process restarted after a crash takes its dead
+	// predecessor's partitions over once the lease runs out.
+	summary, err := b.newProjection(runtime.ProjectionConfig{BatchSize: o.batch, PollInterval: 20 * time.Millisecond, Lease: 3 * time.Second})
 	if err != nil {
 		return err
 	}
