@@ -38,12 +38,15 @@ func (f Finding) String() string {
 // Messages and enums are paired by full name across all files, as buf does,
 // so moving one between files is not a wire change; the file-level rules
 // (MESSAGE_NO_DELETE, ENUM_NO_DELETE, FILE_NO_DELETE) pair by file path.
+// The EVENT rules pair events and commands by type name and aliases (see
+// EVENT_TYPE_STABLE) and also check a renamed event's fields against its
+// old message, since stored events of the old type decode into the new one.
 func Check(prev, cur *Schema) []Finding {
-	c := &checker{cur: index(cur)}
+	c := &checker{cur: index(cur), wireBroken: map[protoreflect.FullName]bool{}}
 	p := index(prev)
 	for _, name := range sortedKeys(p.messages) {
 		if m, ok := c.cur.messages[name]; ok {
-			c.message(p.messages[name], m)
+			c.pairMessages(p.messages[name], m)
 		}
 	}
 	for _, name := range sortedKeys(p.enums) {
@@ -54,6 +57,7 @@ func Check(prev, cur *Schema) []Finding {
 	for _, path := range sortedKeys(p.files) {
 		c.file(p.files[path], c.cur.files[path])
 	}
+	c.events(prev, cur)
 	slices.SortFunc(c.findings, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col),
 			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Message, b.Message))
@@ -108,6 +112,24 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 type checker struct {
 	cur      *schemaIndex
 	findings []Finding
+	// wireBroken holds the current messages with a WIRE finding, a map
+	// field's counting for its message, for EVENT_VERSION_BUMP.
+	wireBroken map[protoreflect.FullName]bool
+}
+
+// pairMessages applies the message rules to prev and cur and notes whether
+// cur gained a WIRE finding.
+func (c *checker) pairMessages(prev, cur protoreflect.MessageDescriptor) {
+	before := len(c.findings)
+	c.message(prev, cur)
+	for _, f := range c.findings[before:] {
+		if r, _ := RuleByID(f.Rule); r.Category == CategoryWire {
+			c.wireBroken[cur.FullName()] = true
+			if parent, ok := cur.Parent().(protoreflect.MessageDescriptor); ok && cur.IsMapEntry() {
+				c.wireBroken[parent.FullName()] = true
+			}
+		}
+	}
 }
 
 // report adds a finding at d's position in the current schema.

@@ -8,7 +8,9 @@
 // Check compares a previous and a current Schema and returns Findings, each
 // naming a rule of the catalogue in rules.go. The rule IDs and their meaning
 // follow buf's WIRE and WIRE_JSON breaking categories, so a team moving
-// between `buf breaking` and `eda breaking` sees the same names.
+// between `buf breaking` and `eda breaking` sees the same names. The EVENT
+// rules add what the eda.v1 annotations make part of an event's contract:
+// its type name, topic, aggregate id, partition key, meaning and version.
 package evolution
 
 import (

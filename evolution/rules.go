@@ -17,6 +17,12 @@ const (
 	// CategoryFile rules protect declarations per file: what generated
 	// code and the event type registry are built from.
 	CategoryFile Category = "FILE"
+	// CategoryEvent rules protect what the eda.v1 annotations make part of
+	// an event's or command's contract beyond its bytes: type name, stream,
+	// topic, ordering and meaning. They apply to messages annotated as
+	// events or commands only; aggregate state, projections and sagas are
+	// rebuilt rather than kept, so only the wire rules apply to them.
+	CategoryEvent Category = "EVENT"
 )
 
 // Rule is one entry of the catalogue.
@@ -46,6 +52,13 @@ const (
 	MessageNoDelete                       = "MESSAGE_NO_DELETE"
 	EnumNoDelete                          = "ENUM_NO_DELETE"
 	FileNoDelete                          = "FILE_NO_DELETE"
+	EventTypeStable                       = "EVENT_TYPE_STABLE"
+	EventNoDelete                         = "EVENT_NO_DELETE"
+	EventAggregateIDStable                = "EVENT_AGGREGATE_ID_STABLE"
+	EventPartitionKeyStable               = "EVENT_PARTITION_KEY_STABLE"
+	EventTopicStable                      = "EVENT_TOPIC_STABLE"
+	EventMeaningChange                    = "EVENT_MEANING_CHANGE"
+	EventVersionBump                      = "EVENT_VERSION_BUMP"
 )
 
 // Rules is the catalogue, in the order a reader meets the concepts. Check
@@ -101,6 +114,41 @@ still hold its values.`},
 	{FileNoDelete, CategoryFile, `A file of the previous schema is gone. The deletion of the messages and
 enums it declared is not reported one by one; those moved elsewhere are still
 checked by the wire rules, paired by full name.`},
+	{EventTypeStable, CategoryEvent, `An event's or command's type name changed: its explicit type, or the
+full name it defaults to (after a rename or a package change), without the old
+name in aliases. Every stored event and in-flight message carries the type name;
+the registry no longer knows the old one, so replay and consumers that are
+behind fail to decode them. The versions are paired by type name and aliases,
+else by full name, else by name within the same file.`},
+	{EventNoDelete, CategoryEvent, `An event or command present before is gone: no current event or command
+of the same kind has its type name or lists it in aliases, so a rename with an
+alias is not a deletion. Streams hold events of that type forever; keep the
+message and retire the type with an upcaster that turns old events into their
+replacement.`},
+	{EventAggregateIDStable, CategoryEvent, `The field holding an event's or command's aggregate id (marked
+aggregate_id, or named like the aggregate's) changed number, appeared or
+disappeared. The aggregate id is the envelope subject and the key of the event
+stream: stored events stay filed under the old field's values.`},
+	{EventPartitionKeyStable, CategoryEvent, `The field holding an event's or command's partition key changed
+number. Messages with one key are delivered in order; a new key interleaves new
+messages with those already published under the old one. A key left to default
+follows the aggregate id and is covered by EVENT_AGGREGATE_ID_STABLE.`},
+	{EventTopicStable, CategoryEvent, `An event's or command's resolved topic changed (its own topic, its
+type name it defaults to, or its aggregate's events or commands topic).
+Subscribers of the old topic stop receiving it, and the messages already
+published stay behind on the old topic.`},
+	{EventMeaningChange, CategoryEvent, `A field of an event or command changed type in a way the binary
+encoding accepts but that changes the stored values' meaning: a sign change
+(int32 to uint32, fixed64 to sfixed64), a narrowing (int64 to int32), an
+integer to bool, or string to bytes. Old events decode without error, to
+different values, on every replay. Changes the WIRE rules report (for example
+integer to enum or singular to repeated) are not repeated here; widenings
+(int32 to int64, bool to an integer) keep every value and pass.`},
+	{EventVersionBump, CategoryEvent, `An event or command has a WIRE or EVENT_MEANING_CHANGE finding on its
+own fields (a map field's included, nested message types not) but its version
+did not increase. Consumers and upcasters tell old payloads from new ones by
+the envelope's version; a breaking change without a bump gives them no way to
+upcast stored events.`},
 }
 
 // RuleByID returns the catalogue entry for id, so a caller can filter

@@ -22,6 +22,8 @@ func TestRulesCatalogue(t *testing.T) {
 		FieldWireJSONCompatibleType, FieldWireCompatibleCardinality, FieldWireJSONCompatibleCardinality,
 		FieldSameOneof, FieldSameJSONName, EnumValueNoDeleteUnlessNumberReserved, EnumValueNoDeleteUnlessNameReserved,
 		ReservedMessageNoDelete, ReservedEnumNoDelete, MessageNoDelete, EnumNoDelete, FileNoDelete,
+		EventTypeStable, EventNoDelete, EventAggregateIDStable, EventPartitionKeyStable, EventTopicStable,
+		EventMeaningChange, EventVersionBump,
 	} {
 		if r, ok := RuleByID(id); !ok || r.ID != id {
 			t.Errorf("RuleByID(%s) = %v, %v", id, r, ok)
