@@ -19,6 +19,7 @@
 // The commands are:
 //
 //	generate   generate .pb.go and _eda.pb.go files, as buf generate would
+//	breaking   report schema changes that break the reading of stored events
 //	version    print eda's version (also: eda --version)
 //	help       print the usage of eda or of a command (also: eda <command> --help)
 //
@@ -27,7 +28,7 @@
 // 0 on success; 1 when the input is wrong (a .proto file does not compile,
 // an annotation is invalid) or a file cannot be written; 2 on bad usage (an
 // unknown command or flag, a missing or unsupported buf.yaml or
-// buf.gen.yaml, no files to compile).
+// buf.gen.yaml, no files to compile). eda breaking differs: see below.
 //
 // # eda generate
 //
@@ -55,6 +56,34 @@
 //	    --go_opt parameter   flag mode: protoc-gen-go parameter, repeatable
 //	-v, --verbose            list the files written
 //	-h, --help               print this help
+//
+// # eda breaking
+//
+//	eda breaking --against <dir | git ref> [--config dir] [--format text|json] [files...]
+//
+// Breaking compiles the workspace's .proto files (the modules of buf.yaml,
+// read as eda generate reads them) and a previous version of them, and
+// reports every change that would stop stored events from being read back,
+// by the rules of package github.com/protoc-gen-eda/eda/evolution, named as
+// buf breaking names them:
+//
+//	proto/shop/v1/orders.proto:8:1: FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED: Previously present field "2" ...
+//
+// --against is the previous version: a directory holding a checkout of it,
+// with its own buf.yaml, or else a git commit, branch or tag of the repository
+// holding the workspace, whose tree eda extracts (git archive) to a temporary
+// directory; findings in a file that is gone name it as ref:path. Files given
+// as arguments restrict the check to them, as for eda generate; a file that
+// only the previous version has can be named too.
+//
+// --format json prints a JSON array of objects with the keys file, line,
+// column, rule, category (WIRE, WIRE_JSON or FILE) and message; an empty
+// array when nothing breaks. In text, nothing is printed then.
+//
+// The exit status is 0 when nothing breaks, 1 when something does, and 2
+// when the check could not be made: bad usage, a missing buf.yaml, a git ref
+// that does not exist, or a version (current or previous) that does not
+// compile, whose errors are printed as file:line:col: message.
 //
 // # Buf mode
 //

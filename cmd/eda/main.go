@@ -21,6 +21,7 @@ type command struct {
 // commands are eda's subcommands, in the order `eda help` lists them.
 var commands = []*command{
 	generateCommand,
+	breakingCommand,
 	versionCommand,
 }
 
