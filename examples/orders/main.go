@@ -143,6 +143,17 @@ func run(ctx context.Context, w io.Writer, storeURL string) error {
 			return fmt.Errorf("waiting for the commands' effects: %w", ctx.Err())
 		}
 	}
+	// On the in-process bus the relay counts a batch once every handler has
+	// acknowledged it, a moment after the handlers above reported: wait for
+	// that, or stopping now would interrupt the count (and leave the batch in
+	// the outbox, to be published again at the next start).
+	for relay.Published() < wantEvents {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the relay: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
 	// Stop the router and relay first: the counters are final once they stop.
 	stop()
 	wg.Wait()
