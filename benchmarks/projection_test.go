@@ -252,23 +252,9 @@ func sqliteHandFold(ctx context.Context, store runtime.EventStore, db *sql.DB, t
 				return err
 			}
 		}
-		var account string
-		var cents int64
-		switch rec.Type {
-		case aggregate.AccountOpenedEventType:
-			e := new(aggregate.AccountOpened)
-			if err := proto.Unmarshal(rec.Data, e); err != nil {
-				return err
-			}
-			account = e.GetAccountId()
-		case aggregate.MoneyDepositedEventType:
-			e := new(aggregate.MoneyDeposited)
-			if err := proto.Unmarshal(rec.Data, e); err != nil {
-				return err
-			}
-			account, cents = e.GetAccountId(), e.GetAmountCents()
-		default:
-			return nil
+		account, cents, ok, err := accountDelta(rec)
+		if !ok || err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, upsert, account, cents); err != nil {
 			return err
@@ -412,23 +398,9 @@ func pgHandFold(ctx context.Context, store runtime.EventStore, pool *pgxpool.Poo
 				return err
 			}
 		}
-		var account string
-		var cents int64
-		switch rec.Type {
-		case aggregate.AccountOpenedEventType:
-			e := new(aggregate.AccountOpened)
-			if err := proto.Unmarshal(rec.Data, e); err != nil {
-				return err
-			}
-			account = e.GetAccountId()
-		case aggregate.MoneyDepositedEventType:
-			e := new(aggregate.MoneyDeposited)
-			if err := proto.Unmarshal(rec.Data, e); err != nil {
-				return err
-			}
-			account, cents = e.GetAccountId(), e.GetAmountCents()
-		default:
-			return nil
+		account, cents, ok, err := accountDelta(rec)
+		if !ok || err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, upsert, account, cents); err != nil {
 			return err
@@ -461,4 +433,20 @@ func pgHandFold(ctx context.Context, store runtime.EventStore, pool *pgxpool.Poo
 		return fmt.Errorf("the hand-written fold applied %d events, want %d", applied, projEvents)
 	}
 	return nil
+}
+
+// accountDelta decodes what the hand-written folds apply of an event: the
+// account and the amount it adds; ok is false for a type they do not fold.
+func accountDelta(rec *runtime.EventRecord) (account string, cents int64, ok bool, err error) {
+	switch rec.Type {
+	case aggregate.AccountOpenedEventType:
+		e := new(aggregate.AccountOpened)
+		err = proto.Unmarshal(rec.Data, e)
+		return e.GetAccountId(), 0, true, err
+	case aggregate.MoneyDepositedEventType:
+		e := new(aggregate.MoneyDeposited)
+		err = proto.Unmarshal(rec.Data, e)
+		return e.GetAccountId(), e.GetAmountCents(), true, err
+	}
+	return "", 0, false, nil
 }
