@@ -19,6 +19,12 @@ type Finding struct {
 	Rule string
 	// Message describes the change.
 	Message string
+	// Element is the declaration of the current schema the finding points
+	// at, or nil when it points into the previous schema (a deleted file).
+	Element protoreflect.Descriptor
+	// Previous is the deleted declaration of the previous schema when
+	// Element is nil, else nil.
+	Previous protoreflect.Descriptor
 }
 
 // String formats f as `file:line:col: RULE_ID: message`, the form editors
@@ -135,7 +141,7 @@ func (c *checker) pairMessages(prev, cur protoreflect.MessageDescriptor) {
 // report adds a finding at d's position in the current schema.
 func (c *checker) report(d protoreflect.Descriptor, rule, format string, args ...any) {
 	file, line, col := position(d)
-	c.findings = append(c.findings, Finding{File: file, Line: line, Col: col, Rule: rule, Message: fmt.Sprintf(format, args...)})
+	c.findings = append(c.findings, Finding{File: file, Line: line, Col: col, Rule: rule, Message: fmt.Sprintf(format, args...), Element: d})
 }
 
 // position returns where d is declared, or, for a declaration with no
@@ -196,7 +202,7 @@ func (c *checker) file(prev, cur protoreflect.FileDescriptor) {
 	if cur == nil {
 		line, col := filePosition(prev)
 		c.findings = append(c.findings, Finding{File: prev.Path(), Line: line, Col: col, Rule: FileNoDelete,
-			Message: fmt.Sprintf("Previously present file %q was deleted.", prev.Path())})
+			Message: fmt.Sprintf("Previously present file %q was deleted.", prev.Path()), Previous: prev})
 		return
 	}
 	var walk func(messages protoreflect.MessageDescriptors, enums protoreflect.EnumDescriptors)

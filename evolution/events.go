@@ -276,7 +276,7 @@ func (c *checker) deletedTyped(p *typed, cur *Schema) {
 		return
 	}
 	file, line, col := position(p.msg)
-	c.findings = append(c.findings, Finding{File: file, Line: line, Col: col, Rule: EventNoDelete, Message: msg})
+	c.findings = append(c.findings, Finding{File: file, Line: line, Col: col, Rule: EventNoDelete, Message: msg, Previous: p.msg})
 }
 
 // typedPair applies the rules comparing two versions of one event or

@@ -188,6 +188,13 @@ type FileOptions struct {
 	//
 	//	option (eda.v1.file).compatibility = COMPATIBILITY_FULL_TRANSITIVE;
 	Compatibility Compatibility `protobuf:"varint,2,opt,name=compatibility,proto3,enum=eda.v1.Compatibility" json:"compatibility,omitempty"`
+	// Team or service that owns the file's events and commands: the only
+	// writer of its events and the one to ask before changing them. An
+	// event's own owner replaces it. `eda lint` requires every event to have
+	// an owner: this, its own, or its aggregate.
+	//
+	//	option (eda.v1.file).owner = "team-checkout";
+	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +241,13 @@ func (x *FileOptions) GetCompatibility() Compatibility {
 		return x.Compatibility
 	}
 	return Compatibility_COMPATIBILITY_UNSPECIFIED
+}
+
+func (x *FileOptions) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // The role of a message. Setting more than one is a compile error.
@@ -431,6 +445,10 @@ type EventOptions struct {
 	//
 	//	option (eda.v1.message).event = {compatibility: COMPATIBILITY_FULL_TRANSITIVE};
 	Compatibility Compatibility `protobuf:"varint,7,opt,name=compatibility,proto3,enum=eda.v1.Compatibility" json:"compatibility,omitempty"`
+	// Team or service that owns the event, replacing the file's owner.
+	//
+	//	option (eda.v1.message).event = {owner: "team-payments"};
+	Owner         string `protobuf:"bytes,8,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -512,6 +530,13 @@ func (x *EventOptions) GetCompatibility() Compatibility {
 		return x.Compatibility
 	}
 	return Compatibility_COMPATIBILITY_UNSPECIFIED
+}
+
+func (x *EventOptions) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // A command: a request handled by exactly one handler.
@@ -1362,10 +1387,11 @@ var File_eda_v1_options_proto protoreflect.FileDescriptor
 
 const file_eda_v1_options_proto_rawDesc = "" +
 	"\n" +
-	"\x14eda/v1/options.proto\x12\x06eda.v1\x1a google/protobuf/descriptor.proto\"~\n" +
+	"\x14eda/v1/options.proto\x12\x06eda.v1\x1a google/protobuf/descriptor.proto\"\x94\x01\n" +
 	"\vFileOptions\x122\n" +
 	"\bdelivery\x18\x01 \x01(\v2\x16.eda.v1.DeliveryPolicyR\bdelivery\x12;\n" +
-	"\rcompatibility\x18\x02 \x01(\x0e2\x15.eda.v1.CompatibilityR\rcompatibility\"\x9c\x02\n" +
+	"\rcompatibility\x18\x02 \x01(\x0e2\x15.eda.v1.CompatibilityR\rcompatibility\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"\x9c\x02\n" +
 	"\x0eMessageOptions\x12,\n" +
 	"\x05event\x18\x01 \x01(\v2\x14.eda.v1.EventOptionsH\x00R\x05event\x122\n" +
 	"\acommand\x18\x02 \x01(\v2\x16.eda.v1.CommandOptionsH\x00R\acommand\x128\n" +
@@ -1374,7 +1400,7 @@ const file_eda_v1_options_proto_rawDesc = "" +
 	"projection\x18\x04 \x01(\v2\x19.eda.v1.ProjectionOptionsH\x00R\n" +
 	"projection\x12)\n" +
 	"\x04saga\x18\x05 \x01(\v2\x13.eda.v1.SagaOptionsH\x00R\x04sagaB\x06\n" +
-	"\x04kind\"\xfb\x01\n" +
+	"\x04kind\"\x91\x02\n" +
 	"\fEventOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12\x18\n" +
@@ -1382,7 +1408,8 @@ const file_eda_v1_options_proto_rawDesc = "" +
 	"\x05topic\x18\x04 \x01(\tR\x05topic\x12\x1c\n" +
 	"\taggregate\x18\x05 \x01(\tR\taggregate\x122\n" +
 	"\bdelivery\x18\x06 \x01(\v2\x16.eda.v1.DeliveryPolicyR\bdelivery\x12;\n" +
-	"\rcompatibility\x18\a \x01(\x0e2\x15.eda.v1.CompatibilityR\rcompatibility\"\xa9\x02\n" +
+	"\rcompatibility\x18\a \x01(\x0e2\x15.eda.v1.CompatibilityR\rcompatibility\x12\x14\n" +
+	"\x05owner\x18\b \x01(\tR\x05owner\"\xa9\x02\n" +
 	"\x0eCommandOptions\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12\x18\n" +
