@@ -23,6 +23,9 @@ const (
 	// events or commands only; aggregate state, projections and sagas are
 	// rebuilt rather than kept, so only the wire rules apply to them.
 	CategoryEvent Category = "EVENT"
+	// CategorySample rules decode recorded payloads of past versions with
+	// the current schema (see package evolution/samples).
+	CategorySample Category = "SAMPLE"
 )
 
 // Rule is one entry of the catalogue.
@@ -59,6 +62,9 @@ const (
 	EventTopicStable                      = "EVENT_TOPIC_STABLE"
 	EventMeaningChange                    = "EVENT_MEANING_CHANGE"
 	EventVersionBump                      = "EVENT_VERSION_BUMP"
+	SampleTypeKnown                       = "SAMPLE_TYPE_KNOWN"
+	SampleDecodes                         = "SAMPLE_DECODES"
+	SampleDecodesJSON                     = "SAMPLE_DECODES_JSON"
 )
 
 // Rules is the catalogue, in the order a reader meets the concepts. Check
@@ -149,6 +155,17 @@ own fields (a map field's included, nested message types not) but its version
 did not increase. Consumers and upcasters tell old payloads from new ones by
 the envelope's version; a breaking change without a bump gives them no way to
 upcast stored events.`},
+	{SampleTypeKnown, CategorySample, `A recorded payload's type name is neither the type nor an alias of any
+current event or command. Stored events of that type can no longer be decoded:
+the type was deleted or renamed without an alias.`},
+	{SampleDecodes, CategorySample, `A recorded binary payload of the event's current version does not decode
+with the current schema, or decodes with fields the schema no longer knows
+(their values are lost on replay). Payloads of older versions are upcast first;
+eda breaking, which cannot run Go upcasters, checks those with the current
+message directly only while the version has not changed.`},
+	{SampleDecodesJSON, CategorySample, `A recorded protojson payload does not parse with the current schema: a
+field or enum value name it uses is gone or renamed, or a value's JSON form
+changed.`},
 }
 
 // RuleByID returns the catalogue entry for id, so a caller can filter
