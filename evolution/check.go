@@ -48,7 +48,14 @@ func (f Finding) String() string {
 // EVENT_TYPE_STABLE) and also check a renamed event's fields against its
 // old message, since stored events of the old type decode into the new one.
 func Check(prev, cur *Schema) []Finding {
-	c := &checker{cur: index(cur), wireBroken: map[protoreflect.FullName]bool{}}
+	return finish(check(prev, cur), nil)
+}
+
+// check compares cur against prev and returns every finding that the modes
+// of the messages they concern let through, unsorted.
+func check(prev, cur *Schema) []rawFinding {
+	c := &checker{cur: index(cur), wireBroken: map[protoreflect.FullName]bool{}, bumped: map[protoreflect.FullName]bool{},
+		curModes: Modes(cur), prevModes: Modes(prev)}
 	p := index(prev)
 	for _, name := range sortedKeys(p.messages) {
 		if m, ok := c.cur.messages[name]; ok {
@@ -64,11 +71,103 @@ func Check(prev, cur *Schema) []Finding {
 		c.file(p.files[path], c.cur.files[path])
 	}
 	c.events(prev, cur)
-	slices.SortFunc(c.findings, func(a, b Finding) int {
+	kept := c.findings[:0]
+	for _, f := range c.findings {
+		mode := c.modeOf(f.subject)
+		if f.fileMode != nil {
+			mode = *f.fileMode
+		}
+		if !f.dir.applies(mode) || c.acceptedByBump(f) {
+			continue
+		}
+		f.transitive = mode.Transitive
+		kept = append(kept, f)
+	}
+	return kept
+}
+
+// modeOf returns the mode of the message or enum called name: as the
+// current schema declares it, else as the previous one did (it was
+// deleted), else DefaultPlainMode.
+func (c *checker) modeOf(name protoreflect.FullName) Mode {
+	if m, ok := c.curModes[name]; ok {
+		return m
+	}
+	if m, ok := c.prevModes[name]; ok {
+		return m
+	}
+	return DefaultPlainMode
+}
+
+// fileMode is the union of the modes of the messages and enums a deleted
+// file declared at its top level; DefaultPlainMode for a file without any.
+func (c *checker) fileMode(f protoreflect.FileDescriptor) Mode {
+	if f.Messages().Len()+f.Enums().Len() == 0 {
+		return DefaultPlainMode
+	}
+	var m Mode
+	for i := range f.Messages().Len() {
+		m = m.union(c.modeOf(f.Messages().Get(i).FullName()))
+	}
+	for i := range f.Enums().Len() {
+		m = m.union(c.modeOf(f.Enums().Get(i).FullName()))
+	}
+	return m
+}
+
+// acceptedByBump reports whether f is a change to an event's or command's
+// own fields that its version bump accepts: the upcaster registered for the
+// old version turns stored payloads into the new shape (samples.Replay
+// checks that it exists). Type name, topic and role changes are never
+// accepted this way.
+func (c *checker) acceptedByBump(f rawFinding) bool {
+	if !c.bumped[f.subject] {
+		return false
+	}
+	return slices.Contains(acceptedRules, f.Rule)
+}
+
+// acceptedRules are the changes to a message's own fields that an upcaster
+// can undo. Deleting a field without reserving it is not among them: the
+// number stays in stored events forever, whatever the version.
+var acceptedRules = []string{
+	FieldWireCompatibleType, FieldWireJSONCompatibleType,
+	FieldWireCompatibleCardinality, FieldWireJSONCompatibleCardinality,
+	FieldSameOneof, FieldSameJSONName, EventMeaningChange,
+}
+
+// finish sorts findings and removes duplicates, keeping the first of each.
+// release, if set, names the previous version a finding was found against.
+func finish(raw []rawFinding, release func(rawFinding) string) []Finding {
+	out := make([]Finding, 0, len(raw))
+	for _, f := range raw {
+		if release != nil {
+			if name := release(f); name != "" {
+				f.Message += fmt.Sprintf(" (against release %s)", name)
+			}
+		}
+		out = append(out, f.Finding)
+	}
+	slices.SortStableFunc(out, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col),
 			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Message, b.Message))
 	})
-	return c.findings
+	return slices.CompactFunc(out, func(a, b Finding) bool { return a.String() == b.String() })
+}
+
+// rawFinding is a finding before modes are applied.
+type rawFinding struct {
+	Finding
+	// subject is the message or enum whose mode decides whether the
+	// finding counts.
+	subject protoreflect.FullName
+	dir     direction
+	// fileMode, if set, replaces the subject's mode: for a deleted file,
+	// the union of its declarations' modes.
+	fileMode *Mode
+	// transitive is the subject's mode's: whether the finding also counts
+	// against releases before the last.
+	transitive bool
 }
 
 // schemaIndex holds a schema's declarations by name.
@@ -117,7 +216,11 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 // checker collects findings against the current schema.
 type checker struct {
 	cur      *schemaIndex
-	findings []Finding
+	findings []rawFinding
+	// curModes and prevModes are the schemas' Modes.
+	curModes, prevModes map[protoreflect.FullName]Mode
+	// bumped holds the events and commands whose version increased.
+	bumped map[protoreflect.FullName]bool
 	// wireBroken holds the current messages with a WIRE finding, a map
 	// field's counting for its message, for EVENT_VERSION_BUMP.
 	wireBroken map[protoreflect.FullName]bool
@@ -138,10 +241,33 @@ func (c *checker) pairMessages(prev, cur protoreflect.MessageDescriptor) {
 	}
 }
 
-// report adds a finding at d's position in the current schema.
+// report adds a finding at d's position in the current schema, in both
+// directions, governed by the mode of d's message or enum.
 func (c *checker) report(d protoreflect.Descriptor, rule, format string, args ...any) {
+	c.reportFor(subjectOf(d), both, d, rule, format, args...)
+}
+
+// reportFor adds a finding at d's position in the current schema, in
+// direction dir, governed by the mode of subject.
+func (c *checker) reportFor(subject protoreflect.FullName, dir direction, d protoreflect.Descriptor, rule, format string, args ...any) {
 	file, line, col := position(d)
-	c.findings = append(c.findings, Finding{File: file, Line: line, Col: col, Rule: rule, Message: fmt.Sprintf(format, args...), Element: d})
+	c.findings = append(c.findings, rawFinding{
+		Finding: Finding{File: file, Line: line, Col: col, Rule: rule, Message: fmt.Sprintf(format, args...), Element: d},
+		subject: subject, dir: dir,
+	})
+}
+
+// reportPrevious adds a finding at d's position in the previous schema:
+// d is gone from the current one.
+func (c *checker) reportPrevious(subject protoreflect.FullName, dir direction, d protoreflect.Descriptor, rule, format string, args ...any) {
+	file, line, col := position(d)
+	if fd, ok := d.(protoreflect.FileDescriptor); ok {
+		line, col = filePosition(fd)
+	}
+	c.findings = append(c.findings, rawFinding{
+		Finding: Finding{File: file, Line: line, Col: col, Rule: rule, Message: fmt.Sprintf(format, args...), Previous: d},
+		subject: subject, dir: dir,
+	})
 }
 
 // position returns where d is declared, or, for a declaration with no
@@ -200,9 +326,9 @@ func filePosition(f protoreflect.FileDescriptor) (int, int) {
 // file applies the file-level rules; cur is nil when the file is gone.
 func (c *checker) file(prev, cur protoreflect.FileDescriptor) {
 	if cur == nil {
-		line, col := filePosition(prev)
-		c.findings = append(c.findings, Finding{File: prev.Path(), Line: line, Col: col, Rule: FileNoDelete,
-			Message: fmt.Sprintf("Previously present file %q was deleted.", prev.Path()), Previous: prev})
+		c.reportPrevious("", both, prev, FileNoDelete, "Previously present file %q was deleted.", prev.Path())
+		mode := c.fileMode(prev)
+		c.findings[len(c.findings)-1].fileMode = &mode
 		return
 	}
 	var walk func(messages protoreflect.MessageDescriptors, enums protoreflect.EnumDescriptors)
@@ -210,7 +336,7 @@ func (c *checker) file(prev, cur protoreflect.FileDescriptor) {
 		for i := range enums.Len() {
 			e := enums.Get(i)
 			if _, ok := lookup(cur, e.FullName()).(protoreflect.EnumDescriptor); !ok {
-				c.report(nearestParent(cur, e), EnumNoDelete, "Previously present enum %q was deleted from file.", e.FullName())
+				c.reportFor(e.FullName(), both, nearestParent(cur, e), EnumNoDelete, "Previously present enum %q was deleted from file.", e.FullName())
 			}
 		}
 		for i := range messages.Len() {
@@ -220,7 +346,7 @@ func (c *checker) file(prev, cur protoreflect.FileDescriptor) {
 				continue
 			}
 			if _, ok := lookup(cur, m.FullName()).(protoreflect.MessageDescriptor); !ok {
-				c.report(nearestParent(cur, m), MessageNoDelete, "Previously present message %q was deleted from file.", m.FullName())
+				c.reportFor(m.FullName(), both, nearestParent(cur, m), MessageNoDelete, "Previously present message %q was deleted from file.", m.FullName())
 				continue
 			}
 			walk(m.Messages(), m.Enums())

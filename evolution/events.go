@@ -216,8 +216,12 @@ func (c *checker) events(prev, cur *Schema) {
 			c.deletedTyped(p, cur)
 			continue
 		}
-		if t.typeName != p.typeName && !slices.Contains(t.aliases, p.typeName) {
+		switch {
+		case t.typeName != p.typeName && !slices.Contains(t.aliases, p.typeName):
 			c.report(t.msg, EventTypeStable, "%s changed type name from %q to %q: stored events and in-flight messages carry the old name; list it in aliases.",
+				t.subject(), p.typeName, t.typeName)
+		case t.typeName != p.typeName:
+			c.reportFor(t.msg.FullName(), forward, t.msg, EventTypeStable, "%s changed type name from %q to %q: the alias lets new readers decode the old name, but readers of the previous version do not know the new one.",
 				t.subject(), p.typeName, t.typeName)
 		}
 		if t.msg.FullName() != p.msg.FullName() {
@@ -272,11 +276,10 @@ func (c *checker) deletedTyped(p *typed, cur *Schema) {
 			// The message is still there, no longer annotated.
 			at = m
 		}
-		c.report(at, EventNoDelete, "%s", msg)
+		c.reportFor(p.msg.FullName(), backward, at, EventNoDelete, "%s", msg)
 		return
 	}
-	file, line, col := position(p.msg)
-	c.findings = append(c.findings, Finding{File: file, Line: line, Col: col, Rule: EventNoDelete, Message: msg, Previous: p.msg})
+	c.reportPrevious(p.msg.FullName(), backward, p.msg, EventNoDelete, "%s", msg)
 }
 
 // typedPair applies the rules comparing two versions of one event or
@@ -295,6 +298,9 @@ func (c *checker) typedPair(p, t *typed) {
 	if p.topic != t.topic {
 		c.report(t.msg, EventTopicStable, "%s moved from topic %q to topic %q: consumers of the old topic stop receiving it and its history stays behind.",
 			t.subject(), p.topic, t.topic)
+	}
+	if t.version > p.version {
+		c.bumped[t.msg.FullName()] = true
 	}
 	meaning := c.meaningChanges(p, t)
 	if (meaning || c.wireBroken[t.msg.FullName()]) && t.version <= p.version {
@@ -339,13 +345,25 @@ func (c *checker) meaningChanges(p, t *typed) bool {
 			// Unchanged, or reported by a WIRE rule.
 			continue
 		}
-		if valuePreserving(pf.Kind(), cf.Kind()) {
-			continue
-		}
+		// New readers of old values lose nothing on a widening; old readers
+		// of new values do.
+		newReadsOld, oldReadsNew := valuePreserving(pf.Kind(), cf.Kind()), valuePreserving(cf.Kind(), pf.Kind())
 		desc := describeField(cf)
-		c.report(cf, EventMeaningChange, "%s%s changed type from %q to %q: stored events decode, but to different values; add a new field instead.",
-			strings.ToUpper(desc[:1]), desc[1:], typeName(pf), typeName(cf))
-		changed = true
+		desc = strings.ToUpper(desc[:1]) + desc[1:]
+		switch {
+		case newReadsOld && oldReadsNew:
+			continue
+		case newReadsOld:
+			c.reportFor(t.msg.FullName(), forward, cf, EventMeaningChange, "%s changed type from %q to %q: readers of the previous version decode new values out of range differently.",
+				desc, typeName(pf), typeName(cf))
+		case oldReadsNew:
+			c.reportFor(t.msg.FullName(), backward, cf, EventMeaningChange, "%s changed type from %q to %q: stored events decode, but values out of the new range to different ones; add a new field instead.",
+				desc, typeName(pf), typeName(cf))
+		default:
+			c.report(cf, EventMeaningChange, "%s changed type from %q to %q: stored events decode, but to different values; add a new field instead.",
+				desc, typeName(pf), typeName(cf))
+		}
+		changed = changed || !newReadsOld
 	}
 	return changed
 }

@@ -106,12 +106,13 @@ func TestCheckEvents(t *testing.T) {
 		{
 			name: "meaning changed on wire-compatible types",
 			prev: one(imp + event("OrderPlaced", "", "  int32 qty = 1;\n  string note = 2;\n  int64 total = 3;\n  int32 count = 4;\n") + "message Plain {\n  int32 qty = 1;\n}\n"),
-			cur:  one(imp + event("OrderPlaced", "version: 2", "  uint32 qty = 1;\n  bytes note = 2;\n  int32 total = 3;\n  int64 count = 4;\n") + "message Plain {\n  uint32 qty = 1;\n}\n"),
+			cur:  one(imp + event("OrderPlaced", "", "  uint32 qty = 1;\n  bytes note = 2;\n  int32 total = 3;\n  int64 count = 4;\n") + "message Plain {\n  uint32 qty = 1;\n}\n"),
 			want: []string{
+				`shop.proto:5:1: EVENT_VERSION_BUMP: Event "shop.v1.OrderPlaced" changed incompatibly but its version went from 1 to 1: bump it and register an upcaster for version 1.`,
 				`shop.proto:7:3: EVENT_MEANING_CHANGE: Field "1" with name "qty" on message "shop.v1.OrderPlaced" changed type from "int32" to "uint32": stored events decode, but to different values; add a new field instead.`,
 				`shop.proto:8:3: EVENT_MEANING_CHANGE: Field "2" with name "note" on message "shop.v1.OrderPlaced" changed type from "string" to "bytes": stored events decode, but to different values; add a new field instead.`,
 				`shop.proto:8:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "2" with name "note" on message "shop.v1.OrderPlaced" changed type from "string" to "bytes", which protojson encodes differently.`,
-				`shop.proto:9:3: EVENT_MEANING_CHANGE: Field "3" with name "total" on message "shop.v1.OrderPlaced" changed type from "int64" to "int32": stored events decode, but to different values; add a new field instead.`,
+				`shop.proto:9:3: EVENT_MEANING_CHANGE: Field "3" with name "total" on message "shop.v1.OrderPlaced" changed type from "int64" to "int32": stored events decode, but values out of the new range to different ones; add a new field instead.`,
 				`shop.proto:9:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "3" with name "total" on message "shop.v1.OrderPlaced" changed type from "int64" to "int32", which protojson encodes differently.`,
 				`shop.proto:10:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "4" with name "count" on message "shop.v1.OrderPlaced" changed type from "int32" to "int64", which protojson encodes differently.`,
 			},
@@ -172,11 +173,17 @@ func TestCheckEvents(t *testing.T) {
 			},
 		},
 		{
-			name: "aggregate state, projection and saga get wire rules only",
+			name: "aggregate state and projections are rebuilt: mode NONE",
 			prev: one(imp + "message Order {\n  option (eda.v1.message).aggregate = {};\n  int32 n = 1;\n}\nmessage Summary {\n  option (eda.v1.message).projection = {};\n  int32 n = 1;\n}\n"),
 			cur:  one(imp + "message Order {\n  option (eda.v1.message).aggregate = {type: \"shop.Order\"};\n  uint32 n = 1;\n}\nmessage Summary {\n  option (eda.v1.message).projection = {};\n  string n = 1;\n}\n"),
+			want: nil,
+		},
+		{
+			name: "a file mode makes a projection checked",
+			prev: one(imp + "option (eda.v1.file).compatibility = COMPATIBILITY_BACKWARD;\nmessage Summary {\n  option (eda.v1.message).projection = {};\n  int32 n = 1;\n}\n"),
+			cur:  one(imp + "option (eda.v1.file).compatibility = COMPATIBILITY_BACKWARD;\nmessage Summary {\n  option (eda.v1.message).projection = {};\n  string n = 1;\n}\n"),
 			want: []string{
-				`shop.proto:11:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "1" with name "n" on message "shop.v1.Summary" changed type from "int32" to "string".`,
+				`shop.proto:8:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "1" with name "n" on message "shop.v1.Summary" changed type from "int32" to "string".`,
 			},
 		},
 		{

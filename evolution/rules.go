@@ -125,7 +125,10 @@ full name it defaults to (after a rename or a package change), without the old
 name in aliases. Every stored event and in-flight message carries the type name;
 the registry no longer knows the old one, so replay and consumers that are
 behind fail to decode them. The versions are paired by type name and aliases,
-else by full name, else by name within the same file.`},
+else by full name, else by name within the same file. In FORWARD and FULL modes
+(commands by default) a rename with an alias is reported too: the alias serves
+new readers, but readers of the previous version receive a name they do not
+know.`},
 	{EventNoDelete, CategoryEvent, `An event or command present before is gone: no current event or command
 of the same kind has its type name or lists it in aliases, so a rename with an
 alias is not a deletion. Streams hold events of that type forever; keep the
@@ -148,13 +151,22 @@ encoding accepts but that changes the stored values' meaning: a sign change
 (int32 to uint32, fixed64 to sfixed64), a narrowing (int64 to int32), an
 integer to bool, or string to bytes. Old events decode without error, to
 different values, on every replay. Changes the WIRE rules report (for example
-integer to enum or singular to repeated) are not repeated here; widenings
-(int32 to int64, bool to an integer) keep every value and pass.`},
+integer to enum or singular to repeated) are not repeated here. A widening
+(int32 to int64, bool to an integer) keeps every stored value, so it passes in
+BACKWARD modes (events by default) but is reported in FORWARD and FULL modes
+(commands by default): readers of the previous version truncate the new values;
+a narrowing is the other way round.`},
 	{EventVersionBump, CategoryEvent, `An event or command has a WIRE or EVENT_MEANING_CHANGE finding on its
 own fields (a map field's included, nested message types not) but its version
 did not increase. Consumers and upcasters tell old payloads from new ones by
 the envelope's version; a breaking change without a bump gives them no way to
-upcast stored events.`},
+upcast stored events. With the bump, the change to the message's own fields is
+accepted (type, cardinality, oneof and JSON name findings, and
+EVENT_MEANING_CHANGE, are not reported) because the upcaster registered for the
+old version rewrites stored payloads: samples.Replay, run in go test, fails
+when a recorded payload of the old version has no upcaster. A field deleted
+without reserving its number, changes to nested message types, and type name,
+topic and role changes are never accepted this way.`},
 	{SampleTypeKnown, CategorySample, `A recorded payload's type name is neither the type nor an alias of any
 current event or command. Stored events of that type can no longer be decoded:
 the type was deleted or renamed without an alias.`},
