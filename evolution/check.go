@@ -331,6 +331,11 @@ func (c *checker) file(prev, cur protoreflect.FileDescriptor) {
 		c.findings[len(c.findings)-1].fileMode = &mode
 		return
 	}
+	if prev.Package() != cur.Package() {
+		c.reportFor("", both, cur, FileSamePackage, "File package changed from %q to %q.", prev.Package(), cur.Package())
+		mode := c.fileMode(prev)
+		c.findings[len(c.findings)-1].fileMode = &mode
+	}
 	var walk func(messages protoreflect.MessageDescriptors, enums protoreflect.EnumDescriptors)
 	walk = func(messages protoreflect.MessageDescriptors, enums protoreflect.EnumDescriptors) {
 		for i := range enums.Len() {

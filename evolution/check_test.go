@@ -139,13 +139,25 @@ func TestCheck(t *testing.T) {
 			cur:  one("message Order {\n  string order_ref = 1;\n  string note = 2;\n}\n"),
 			want: []string{
 				`shop.proto:5:3: FIELD_SAME_JSON_NAME: Field "1" with name "order_ref" on message "shop.v1.Order" changed JSON name from "orderId" to "orderRef".`,
+				`shop.proto:5:3: FIELD_SAME_NAME: Field "1" on message "shop.v1.Order" changed name from "order_id" to "order_ref".`,
 				`shop.proto:6:3: FIELD_SAME_JSON_NAME: Field "2" with name "note" on message "shop.v1.Order" changed JSON name from "remark" to "note".`,
 			},
 		},
 		{
-			name: "JSON name kept by json_name on a renamed field",
+			name: "JSON name kept by json_name on a renamed field: the proto name still counts",
 			prev: one("message Order {\n  string order_id = 1;\n}\n"),
 			cur:  one("message Order {\n  string order_ref = 1 [json_name = \"orderId\"];\n}\n"),
+			want: []string{
+				`shop.proto:5:3: FIELD_SAME_NAME: Field "1" on message "shop.v1.Order" changed name from "order_id" to "order_ref".`,
+			},
+		},
+		{
+			name: "enum value renamed; an alias keeps the old name",
+			prev: one("enum Status {\n  STATUS_UNSPECIFIED = 0;\n  STATUS_OPEN = 1;\n  STATUS_DONE = 2;\n}\n"),
+			cur:  one("enum Status {\n  option allow_alias = true;\n  STATUS_UNSPECIFIED = 0;\n  STATUS_OPENED = 1;\n  STATUS_DONE = 2;\n  STATUS_FINISHED = 2;\n}\n"),
+			want: []string{
+				`shop.proto:7:3: ENUM_VALUE_SAME_NAME: Enum value "1" on enum "shop.v1.Status" changed name from "STATUS_OPEN" to "STATUS_OPENED".`,
+			},
 		},
 		{
 			name: "enum value deleted",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -89,11 +90,17 @@ func TestCheckProto2Required(t *testing.T) {
 		}
 		return s
 	}
-	prev := write("message Order {\n  required string id = 1;\n  optional string note = 2;\n}\n")
-	cur := write("message Order {\n  optional string id = 1;\n  optional string note = 2;\n}\n")
+	prev := write("message Order {\n  required string id = 1;\n  optional string note = 2;\n  optional int32 n = 3 [default = 5];\n}\n")
+	cur := write("message Order {\n  optional string id = 1;\n  required string note = 2;\n  optional int32 n = 3 [default = 6];\n}\n")
 	got := findingStrings(Check(prev, cur))
-	want := `legacy.proto:5:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "1" with name "id" on message "shop.v1.Order" changed cardinality from "required" to "singular".`
-	if len(got) != 1 || got[0] != want {
-		t.Errorf("findings = %q, want [%q]", got, want)
+	want := []string{
+		`legacy.proto:4:1: MESSAGE_SAME_REQUIRED_FIELDS: Message "shop.v1.Order" had required field "1" deleted: readers of the previous version reject payloads without it.`,
+		`legacy.proto:5:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "1" with name "id" on message "shop.v1.Order" changed cardinality from "required" to "singular".`,
+		`legacy.proto:6:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "2" with name "note" on message "shop.v1.Order" changed cardinality from "singular" to "required".`,
+		`legacy.proto:6:3: MESSAGE_SAME_REQUIRED_FIELDS: Message "shop.v1.Order" had required field "2" added: stored events written without it are rejected.`,
+		`legacy.proto:7:3: FIELD_SAME_DEFAULT: Field "3" with name "n" on message "shop.v1.Order" changed default value from 5 to 6.`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -42,6 +42,7 @@ func (c *checker) enum(prev, cur protoreflect.EnumDescriptor) {
 				n, cur.FullName(), strings.Join(unreserved, ", "))
 		}
 	}
+	c.enumValueNames(prev, cur)
 	c.reserved(cur, ReservedEnumNoDelete, "enum",
 		enumRanges(prev.ReservedRanges()), enumRanges(cur.ReservedRanges()),
 		prev.ReservedNames(), cur.ReservedNames())
@@ -105,5 +106,33 @@ func (c *checker) reserved(cur protoreflect.Descriptor, rule, kind string, prevR
 		if name := prevNames.Get(i); !curNames.Has(name) {
 			c.report(cur, rule, "Previously present reserved name %q on %s %q is missing.", name, kind, cur.FullName())
 		}
+	}
+}
+
+// enumValueNames applies ENUM_VALUE_SAME_NAME: a number still present must
+// keep one of its old names (aliases may add names).
+func (c *checker) enumValueNames(prev, cur protoreflect.EnumDescriptor) {
+	namesOf := func(e protoreflect.EnumDescriptor, n protoreflect.EnumNumber) []protoreflect.Name {
+		var out []protoreflect.Name
+		for i := range e.Values().Len() {
+			if v := e.Values().Get(i); v.Number() == n {
+				out = append(out, v.Name())
+			}
+		}
+		return out
+	}
+	done := map[protoreflect.EnumNumber]bool{}
+	for i := range prev.Values().Len() {
+		n := prev.Values().Get(i).Number()
+		cv := cur.Values().ByNumber(n)
+		if cv == nil || done[n] {
+			continue
+		}
+		done[n] = true
+		old, now := namesOf(prev, n), namesOf(cur, n)
+		if slices.ContainsFunc(old, func(name protoreflect.Name) bool { return slices.Contains(now, name) }) {
+			continue
+		}
+		c.report(cv, EnumValueSameName, "Enum value \"%d\" on enum %q changed name from %q to %q.", n, cur.FullName(), old[0], cv.Name())
 	}
 }

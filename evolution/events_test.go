@@ -81,6 +81,9 @@ func TestCheckEvents(t *testing.T) {
 			name: "aggregate id kept: marked instead of named like the aggregate's; default partition key",
 			prev: one(imp + order + event("OrderPlaced", `aggregate: "Order"`, "  string order_id = 1;\n")),
 			cur:  one(imp + order + event("OrderPlaced", `aggregate: "Order"`, "  string order_ref = 1 [(eda.v1.field).aggregate_id = true, json_name = \"orderId\"];\n")),
+			want: []string{
+				`shop.proto:11:3: FIELD_SAME_NAME: Field "1" on message "shop.v1.OrderPlaced" changed name from "order_id" to "order_ref".`,
+			},
 		},
 		{
 			name: "partition key mark dropped: falls back to the aggregate id",
@@ -232,16 +235,17 @@ func TestCheckEventsPackageChange(t *testing.T) {
 		return s
 	}
 	moved := `shop.proto:2:1: MESSAGE_NO_DELETE: Previously present message "shop.v1.OrderPlaced" was deleted from file.`
+	pkg := `shop.proto:2:1: FILE_SAME_PACKAGE: File package changed from "shop.v1" to "shop.v2".`
 	tests := []struct {
 		name, opts string
 		want       []string
 	}{
 		{name: "without alias", want: []string{
-			moved,
+			pkg, moved,
 			`shop.proto:5:1: EVENT_TOPIC_STABLE: Event "shop.v2.OrderPlaced" moved from topic "shop.v1.OrderPlaced" to topic "shop.v2.OrderPlaced": consumers of the old topic stop receiving it and its history stays behind.`,
 			`shop.proto:5:1: EVENT_TYPE_STABLE: Event "shop.v2.OrderPlaced" changed type name from "shop.v1.OrderPlaced" to "shop.v2.OrderPlaced": stored events and in-flight messages carry the old name; list it in aliases.`,
 		}},
-		{name: "with alias and topic kept", opts: `aliases: ["shop.v1.OrderPlaced"] topic: "shop.v1.OrderPlaced"`, want: []string{moved}},
+		{name: "with alias and topic kept", opts: `aliases: ["shop.v1.OrderPlaced"] topic: "shop.v1.OrderPlaced"`, want: []string{pkg, moved}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ func (c *checker) message(prev, cur protoreflect.MessageDescriptor) {
 		}
 		c.field(pf, cf)
 	}
+	c.requiredFields(prev, cur)
 	c.reserved(cur, ReservedMessageNoDelete, "message",
 		fieldRanges(prev.ReservedRanges()), fieldRanges(cur.ReservedRanges()),
 		prev.ReservedNames(), cur.ReservedNames())
@@ -76,6 +77,59 @@ func (c *checker) field(prev, cur protoreflect.FieldDescriptor) {
 	}
 	if prev.JSONName() != cur.JSONName() {
 		c.report(cur, FieldSameJSONName, "%s changed JSON name from %q to %q.", desc, prev.JSONName(), cur.JSONName())
+	}
+	if prev.Name() != cur.Name() && !cur.ContainingMessage().IsMapEntry() {
+		c.report(cur, FieldSameName, "Field \"%d\" on message %q changed name from %q to %q.",
+			cur.Number(), cur.ContainingMessage().FullName(), prev.Name(), cur.Name())
+	}
+	if hasExplicitDefault(prev) || hasExplicitDefault(cur) {
+		if pd, cd := defaultText(prev), defaultText(cur); pd != cd {
+			c.report(cur, FieldSameDefault, "%s changed default value from %s to %s.", desc, pd, cd)
+		}
+	}
+}
+
+// hasExplicitDefault reports whether f declares [default = ...]: only
+// fields with explicit presence can, and only their default is stored
+// nowhere but in the schema.
+func hasExplicitDefault(f protoreflect.FieldDescriptor) bool {
+	return f.HasDefault() && !f.IsList() && !f.IsMap()
+}
+
+// defaultText renders f's default for a finding: the declared one, or the
+// type's zero value when there is none.
+func defaultText(f protoreflect.FieldDescriptor) string {
+	if !f.HasDefault() {
+		return "none"
+	}
+	switch f.Kind() {
+	case protoreflect.EnumKind:
+		return string(f.DefaultEnumValue().Name())
+	case protoreflect.StringKind:
+		return fmt.Sprintf("%q", f.Default().String())
+	case protoreflect.BytesKind:
+		return fmt.Sprintf("%q", f.Default().Bytes())
+	}
+	return fmt.Sprint(f.Default().Interface())
+}
+
+// requiredFields applies MESSAGE_SAME_REQUIRED_FIELDS.
+func (c *checker) requiredFields(prev, cur protoreflect.MessageDescriptor) {
+	required := func(m protoreflect.MessageDescriptor, n protoreflect.FieldNumber) bool {
+		f := m.Fields().ByNumber(n)
+		return f != nil && f.Cardinality() == protoreflect.Required
+	}
+	for i := range prev.Fields().Len() {
+		if f := prev.Fields().Get(i); f.Cardinality() == protoreflect.Required && !required(cur, f.Number()) {
+			c.report(cur, MessageSameRequiredFields, "Message %q had required field \"%d\" deleted: readers of the previous version reject payloads without it.",
+				cur.FullName(), f.Number())
+		}
+	}
+	for i := range cur.Fields().Len() {
+		if f := cur.Fields().Get(i); f.Cardinality() == protoreflect.Required && !required(prev, f.Number()) {
+			c.report(f, MessageSameRequiredFields, "Message %q had required field \"%d\" added: stored events written without it are rejected.",
+				cur.FullName(), f.Number())
+		}
 	}
 }
 

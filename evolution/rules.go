@@ -48,6 +48,11 @@ const (
 	FieldWireJSONCompatibleCardinality    = "FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY"
 	FieldSameOneof                        = "FIELD_SAME_ONEOF"
 	FieldSameJSONName                     = "FIELD_SAME_JSON_NAME"
+	FieldSameName                         = "FIELD_SAME_NAME"
+	FieldSameDefault                      = "FIELD_SAME_DEFAULT"
+	MessageSameRequiredFields             = "MESSAGE_SAME_REQUIRED_FIELDS"
+	EnumValueSameName                     = "ENUM_VALUE_SAME_NAME"
+	FileSamePackage                       = "FILE_SAME_PACKAGE"
 	EnumValueNoDeleteUnlessNumberReserved = "ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED"
 	EnumValueNoDeleteUnlessNameReserved   = "ENUM_VALUE_NO_DELETE_UNLESS_NAME_RESERVED"
 	ReservedMessageNoDelete               = "RESERVED_MESSAGE_NO_DELETE"
@@ -100,6 +105,19 @@ each other when decoded, so an old event that set two fields now in one oneof
 loses one of them on replay. proto3 optional's synthetic oneofs do not count.`},
 	{FieldSameJSONName, CategoryWireJSON, `A field's JSON name changed (json_name or a rename). protojson events
 written with the old key are no longer read into the field.`},
+	{FieldSameName, CategoryWireJSON, `A field's name changed. protojson writes the JSON name but accepts the
+field's proto name too, so producers that write proto names (UseProtoNames)
+wrote events whose keys no longer match. Renaming an event's field also tends
+to hide a change of meaning: add a new field instead.`},
+	{FieldSameDefault, CategoryWire, `A proto2 (or editions) field's explicit default changed. A stored event
+that did not set the field reads as the default: changing it changes the value
+of every old event on replay.`},
+	{MessageSameRequiredFields, CategoryWire, `A required field was added or removed. A reader rejects a payload that
+lacks one of its required fields: new readers reject stored events written
+before the field existed, old readers reject new payloads once it is gone.`},
+	{EnumValueSameName, CategoryWireJSON, `An enum number's name changed (and is not kept as an alias). protojson
+stores enum values by name; stored JSON events with the old name no longer
+parse.`},
 	{EnumValueNoDeleteUnlessNumberReserved, CategoryWire, `An enum value was deleted without reserving its number. Stored events keep
 the number; a later value reusing it gives them a new meaning.`},
 	{EnumValueNoDeleteUnlessNameReserved, CategoryWireJSON, `An enum value was deleted without reserving its name. protojson stores
@@ -120,6 +138,9 @@ still hold its values.`},
 	{FileNoDelete, CategoryFile, `A file of the previous schema is gone. The deletion of the messages and
 enums it declared is not reported one by one; those moved elsewhere are still
 checked by the wire rules, paired by full name.`},
+	{FileSamePackage, CategoryWire, `A file's proto package changed. Every message's full name changes with it:
+type URLs in Any fields, the default type names of events and commands, and
+the pairing of old and new declarations all depend on it.`},
 	{EventTypeStable, CategoryEvent, `An event's or command's type name changed: its explicit type, or the
 full name it defaults to (after a rename or a package change), without the old
 name in aliases. Every stored event and in-flight message carries the type name;
