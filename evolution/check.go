@@ -48,14 +48,31 @@ func (f Finding) String() string {
 // EVENT_TYPE_STABLE) and also check a renamed event's fields against its
 // old message, since stored events of the old type decode into the new one.
 func Check(prev, cur *Schema) []Finding {
-	return finish(check(prev, cur), nil)
+	return finish(check(prev, newTarget(cur)), nil)
+}
+
+// target is the current schema with what every comparison needs of it,
+// computed once for a history of releases.
+type target struct {
+	schema *Schema
+	index  *schemaIndex
+	modes  map[protoreflect.FullName]Mode
+}
+
+func newTarget(cur *Schema) *target {
+	return &target{schema: cur, index: index(cur), modes: Modes(cur)}
+}
+
+// newChecker returns a checker of cur against prev.
+func newChecker(prev *Schema, cur *target) *checker {
+	return &checker{cur: cur.index, wireBroken: map[protoreflect.FullName]bool{}, bumped: map[protoreflect.FullName]bool{},
+		curModes: cur.modes, prevModes: Modes(prev)}
 }
 
 // check compares cur against prev and returns every finding that the modes
 // of the messages they concern let through, unsorted.
-func check(prev, cur *Schema) []rawFinding {
-	c := &checker{cur: index(cur), wireBroken: map[protoreflect.FullName]bool{}, bumped: map[protoreflect.FullName]bool{},
-		curModes: Modes(cur), prevModes: Modes(prev)}
+func check(prev *Schema, cur *target) []rawFinding {
+	c := newChecker(prev, cur)
 	p := index(prev)
 	for _, name := range sortedKeys(p.messages) {
 		if m, ok := c.cur.messages[name]; ok {
@@ -70,7 +87,12 @@ func check(prev, cur *Schema) []rawFinding {
 	for _, path := range sortedKeys(p.files) {
 		c.file(p.files[path], c.cur.files[path])
 	}
-	c.events(prev, cur)
+	c.events(prev, cur.schema)
+	return c.kept()
+}
+
+// kept returns the findings the modes of their subjects let through.
+func (c *checker) kept() []rawFinding {
 	kept := c.findings[:0]
 	for _, f := range c.findings {
 		mode := c.modeOf(f.subject)
@@ -133,7 +155,8 @@ func (c *checker) acceptedByBump(f rawFinding) bool {
 var acceptedRules = []string{
 	FieldWireCompatibleType, FieldWireJSONCompatibleType,
 	FieldWireCompatibleCardinality, FieldWireJSONCompatibleCardinality,
-	FieldSameOneof, FieldSameJSONName, EventMeaningChange,
+	FieldSameOneof, FieldSameJSONName, FieldSameName, FieldSameDefault,
+	MessageSameRequiredFields, EventMeaningChange,
 }
 
 // finish sorts findings and removes duplicates, keeping the first of each.
@@ -227,12 +250,12 @@ type checker struct {
 }
 
 // pairMessages applies the message rules to prev and cur and notes whether
-// cur gained a WIRE finding.
+// cur gained a WIRE finding that a version bump with an upcaster handles.
 func (c *checker) pairMessages(prev, cur protoreflect.MessageDescriptor) {
 	before := len(c.findings)
 	c.message(prev, cur)
 	for _, f := range c.findings[before:] {
-		if r, _ := RuleByID(f.Rule); r.Category == CategoryWire {
+		if r, _ := RuleByID(f.Rule); r.Category == CategoryWire && slices.Contains(acceptedRules, f.Rule) {
 			c.wireBroken[cur.FullName()] = true
 			if parent, ok := cur.Parent().(protoreflect.MessageDescriptor); ok && cur.IsMapEntry() {
 				c.wireBroken[parent.FullName()] = true

@@ -70,8 +70,11 @@ func TestCheck(t *testing.T) {
 			cur:  one("message Order {\n  double total = 1;\n  string blob = 2;\n  Line item = 3;\n}\nmessage Item {}\nmessage Line {}\n"),
 			want: []string{
 				`shop.proto:5:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "1" with name "total" on message "shop.v1.Order" changed type from "int64" to "double".`,
+				`shop.proto:5:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "1" with name "total" on message "shop.v1.Order" changed type from "int64" to "double", which protojson encodes differently.`,
 				`shop.proto:6:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "2" with name "blob" on message "shop.v1.Order" changed type from "bytes" to "string".`,
+				`shop.proto:6:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "2" with name "blob" on message "shop.v1.Order" changed type from "bytes" to "string", which protojson encodes differently.`,
 				`shop.proto:7:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "3" with name "item" on message "shop.v1.Order" changed type from "shop.v1.Item" to "shop.v1.Line".`,
+				`shop.proto:7:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "3" with name "item" on message "shop.v1.Order" changed type from "shop.v1.Item" to "shop.v1.Line", which protojson encodes differently.`,
 			},
 		},
 		{
@@ -95,6 +98,7 @@ func TestCheck(t *testing.T) {
 			cur:  one("message Order {\n  State status = 1;\n}\nenum Status {\n  STATUS_UNSPECIFIED = 0;\n}\nenum State {\n  STATE_UNSPECIFIED = 0;\n}\n"),
 			want: []string{
 				`shop.proto:5:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "1" with name "status" on message "shop.v1.Order" changed type from "shop.v1.Status" to "shop.v1.State".`,
+				`shop.proto:5:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "1" with name "status" on message "shop.v1.Order" changed type from "shop.v1.Status" to "shop.v1.State", which protojson encodes differently.`,
 			},
 		},
 		{
@@ -108,9 +112,12 @@ func TestCheck(t *testing.T) {
 			cur:  one("message Order {\n  repeated string tag = 1;\n  int32 qty = 2;\n  map<string, string> entries = 3;\n  message Entry {\n    string key = 1;\n    string value = 2;\n  }\n}\n"),
 			want: []string{
 				`shop.proto:5:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "1" with name "tag" on message "shop.v1.Order" changed cardinality from "singular" to "repeated".`,
+				`shop.proto:5:3: FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY: Field "1" with name "tag" on message "shop.v1.Order" changed cardinality from "singular" to "repeated", which protojson encodes differently.`,
 				`shop.proto:6:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "2" with name "qty" on message "shop.v1.Order" changed cardinality from "repeated" to "singular".`,
+				`shop.proto:6:3: FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY: Field "2" with name "qty" on message "shop.v1.Order" changed cardinality from "repeated" to "singular", which protojson encodes differently.`,
 				`shop.proto:7:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "3" with name "entries" on message "shop.v1.Order" changed type from "shop.v1.Order.Entry" to "shop.v1.Order.EntriesEntry".`,
 				`shop.proto:7:3: FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY: Field "3" with name "entries" on message "shop.v1.Order" changed cardinality from "repeated" to "map", which protojson encodes differently.`,
+				`shop.proto:7:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "3" with name "entries" on message "shop.v1.Order" changed type from "shop.v1.Order.Entry" to "shop.v1.Order.EntriesEntry", which protojson encodes differently.`,
 			},
 		},
 		{
@@ -236,6 +243,7 @@ func TestCheck(t *testing.T) {
 			cur:  one("message Order {\n  string id = 1;\n  map<string, string> qty = 2;\n}\n"),
 			want: []string{
 				`shop.proto:6:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "2" with name "value" on message "shop.v1.Order.QtyEntry" changed type from "int32" to "string".`,
+				`shop.proto:6:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "2" with name "value" on message "shop.v1.Order.QtyEntry" changed type from "int32" to "string", which protojson encodes differently.`,
 			},
 		},
 		{

@@ -96,7 +96,9 @@ func TestCheckProto2Required(t *testing.T) {
 	want := []string{
 		`legacy.proto:4:1: MESSAGE_SAME_REQUIRED_FIELDS: Message "shop.v1.Order" had required field "1" deleted: readers of the previous version reject payloads without it.`,
 		`legacy.proto:5:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "1" with name "id" on message "shop.v1.Order" changed cardinality from "required" to "singular".`,
+		`legacy.proto:5:3: FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY: Field "1" with name "id" on message "shop.v1.Order" changed cardinality from "required" to "singular", which protojson encodes differently.`,
 		`legacy.proto:6:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "2" with name "note" on message "shop.v1.Order" changed cardinality from "singular" to "required".`,
+		`legacy.proto:6:3: FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY: Field "2" with name "note" on message "shop.v1.Order" changed cardinality from "singular" to "required", which protojson encodes differently.`,
 		`legacy.proto:6:3: MESSAGE_SAME_REQUIRED_FIELDS: Message "shop.v1.Order" had required field "2" added: stored events written without it are rejected.`,
 		`legacy.proto:7:3: FIELD_SAME_DEFAULT: Field "3" with name "n" on message "shop.v1.Order" changed default value from 5 to 6.`,
 	}

@@ -110,7 +110,8 @@ func (c *checker) reserved(cur protoreflect.Descriptor, rule, kind string, prevR
 }
 
 // enumValueNames applies ENUM_VALUE_SAME_NAME: a number still present must
-// keep one of its old names (aliases may add names).
+// keep every old name (aliases may add names): protojson parses any of
+// them, so stored events may hold each.
 func (c *checker) enumValueNames(prev, cur protoreflect.EnumDescriptor) {
 	namesOf := func(e protoreflect.EnumDescriptor, n protoreflect.EnumNumber) []protoreflect.Name {
 		var out []protoreflect.Name
@@ -130,9 +131,17 @@ func (c *checker) enumValueNames(prev, cur protoreflect.EnumDescriptor) {
 		}
 		done[n] = true
 		old, now := namesOf(prev, n), namesOf(cur, n)
-		if slices.ContainsFunc(old, func(name protoreflect.Name) bool { return slices.Contains(now, name) }) {
+		if !slices.ContainsFunc(old, func(name protoreflect.Name) bool { return !slices.Contains(now, name) }) {
 			continue
 		}
-		c.report(cv, EnumValueSameName, "Enum value \"%d\" on enum %q changed name from %q to %q.", n, cur.FullName(), old[0], cv.Name())
+		c.report(cv, EnumValueSameName, "Enum value \"%d\" on enum %q changed name from %s to %s.", n, cur.FullName(), quoteNames(old), quoteNames(now))
 	}
+}
+
+func quoteNames(names []protoreflect.Name) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
 }

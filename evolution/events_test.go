@@ -128,6 +128,7 @@ func TestCheckEvents(t *testing.T) {
 				`shop.proto:5:1: EVENT_VERSION_BUMP: Event "shop.v1.OrderPlaced" changed incompatibly but its version went from 1 to 1: bump it and register an upcaster for version 1.`,
 				`shop.proto:7:3: EVENT_MEANING_CHANGE: Field "1" with name "qty" on message "shop.v1.OrderPlaced" changed type from "fixed32" to "sfixed32": stored events decode, but to different values; add a new field instead.`,
 				`shop.proto:8:3: FIELD_WIRE_COMPATIBLE_CARDINALITY: Field "2" with name "n" on message "shop.v1.OrderPlaced" changed cardinality from "singular" to "repeated".`,
+				`shop.proto:8:3: FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY: Field "2" with name "n" on message "shop.v1.OrderPlaced" changed cardinality from "singular" to "repeated", which protojson encodes differently.`,
 			},
 		},
 		{
@@ -137,6 +138,7 @@ func TestCheckEvents(t *testing.T) {
 			want: []string{
 				`shop.proto:5:1: EVENT_VERSION_BUMP: Event "shop.v1.OrderPlaced" changed incompatibly but its version went from 2 to 1: bump it and register an upcaster for version 2.`,
 				`shop.proto:8:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "2" with name "value" on message "shop.v1.OrderPlaced.QtyEntry" changed type from "int32" to "string".`,
+				`shop.proto:8:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "2" with name "value" on message "shop.v1.OrderPlaced.QtyEntry" changed type from "int32" to "string", which protojson encodes differently.`,
 			},
 		},
 		{
@@ -164,6 +166,7 @@ func TestCheckEvents(t *testing.T) {
 				`shop.proto:2:1: MESSAGE_NO_DELETE: Previously present message "shop.v1.OrderCreated" was deleted from file.`,
 				`shop.proto:5:1: EVENT_VERSION_BUMP: Event "shop.v1.OrderPlaced" changed incompatibly but its version went from 1 to 1: bump it and register an upcaster for version 1.`,
 				`shop.proto:7:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "1" with name "id" on message "shop.v1.OrderPlaced" changed type from "string" to "int64".`,
+				`shop.proto:7:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "1" with name "id" on message "shop.v1.OrderPlaced" changed type from "string" to "int64", which protojson encodes differently.`,
 			},
 		},
 		{
@@ -187,6 +190,7 @@ func TestCheckEvents(t *testing.T) {
 			cur:  one(imp + "option (eda.v1.file).compatibility = COMPATIBILITY_BACKWARD;\nmessage Summary {\n  option (eda.v1.message).projection = {};\n  string n = 1;\n}\n"),
 			want: []string{
 				`shop.proto:8:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "1" with name "n" on message "shop.v1.Summary" changed type from "int32" to "string".`,
+				`shop.proto:8:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "1" with name "n" on message "shop.v1.Summary" changed type from "int32" to "string", which protojson encodes differently.`,
 			},
 		},
 		{

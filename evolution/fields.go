@@ -49,20 +49,24 @@ func describeField(f protoreflect.FieldDescriptor) string {
 func (c *checker) field(prev, cur protoreflect.FieldDescriptor) {
 	desc := describeField(cur)
 	desc = strings.ToUpper(desc[:1]) + desc[1:]
-	switch {
-	case !wireCompatibleType(prev, cur):
+	// As buf does, the WIRE_JSON rules report every change the WIRE ones
+	// do, so either category alone catches it.
+	wireOK := wireCompatibleType(prev, cur)
+	if !wireOK {
 		c.report(cur, FieldWireCompatibleType, "%s changed type from %q to %q.", desc, typeName(prev), typeName(cur))
-	case kindGroup(wireJSONGroups, prev.Kind()) != kindGroup(wireJSONGroups, cur.Kind()):
+	}
+	if !wireOK || kindGroup(wireJSONGroups, prev.Kind()) != kindGroup(wireJSONGroups, cur.Kind()) {
 		c.report(cur, FieldWireJSONCompatibleType, "%s changed type from %q to %q, which protojson encodes differently.",
 			desc, typeName(prev), typeName(cur))
 	}
 	// Map entries are generated; their key and value are always singular.
 	if !(prev.ContainingMessage().IsMapEntry() && cur.ContainingMessage().IsMapEntry()) {
 		pc, cc := cardinalityOf(prev), cardinalityOf(cur)
-		switch {
-		case wireCardinalityGroup(pc) != wireCardinalityGroup(cc):
+		wireOK := wireCardinalityGroup(pc) == wireCardinalityGroup(cc)
+		if !wireOK {
 			c.report(cur, FieldWireCompatibleCardinality, "%s changed cardinality from %q to %q.", desc, pc, cc)
-		case pc != cc && (pc == cardinalityMap || cc == cardinalityMap):
+		}
+		if !wireOK || (pc != cc && (pc == cardinalityMap || cc == cardinalityMap)) {
 			c.report(cur, FieldWireJSONCompatibleCardinality, "%s changed cardinality from %q to %q, which protojson encodes differently.", desc, pc, cc)
 		}
 	}

@@ -81,6 +81,7 @@ func TestCheckModes(t *testing.T) {
 			cur:  one(imp + event("OrderPlaced", "version: 2", "  Money m = 1;\n") + "message Money {\n  string units = 1;\n}\n"),
 			want: []string{
 				`shop.proto:10:3: FIELD_WIRE_COMPATIBLE_TYPE: Field "1" with name "units" on message "shop.v1.Money" changed type from "int32" to "string".`,
+				`shop.proto:10:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "1" with name "units" on message "shop.v1.Money" changed type from "int32" to "string", which protojson encodes differently.`,
 			},
 		},
 		{

@@ -67,6 +67,8 @@ const (
 	EventTopicStable                      = "EVENT_TOPIC_STABLE"
 	EventMeaningChange                    = "EVENT_MEANING_CHANGE"
 	EventVersionBump                      = "EVENT_VERSION_BUMP"
+	FieldNumberNoReuse                    = "FIELD_NUMBER_NO_REUSE"
+	EnumValueNumberNoReuse                = "ENUM_VALUE_NUMBER_NO_REUSE"
 	SampleTypeKnown                       = "SAMPLE_TYPE_KNOWN"
 	SampleDecodes                         = "SAMPLE_DECODES"
 	SampleDecodesJSON                     = "SAMPLE_DECODES_JSON"
@@ -91,15 +93,17 @@ an enum field may only change to an enum with the same short name holding every
 old value. Old events are decoded with the new type on every replay.`},
 	{FieldWireJSONCompatibleType, CategoryWireJSON, `A field's type changed in a way the binary encoding tolerates but protojson
 does not: for example int32 to int64 (a number becomes a string), bool to int32,
-or string to bytes (text becomes base64). Reported only when the change is
-wire-compatible; otherwise FIELD_WIRE_COMPATIBLE_TYPE reports it.`},
+or string to bytes (text becomes base64). As in buf, every change
+FIELD_WIRE_COMPATIBLE_TYPE reports is reported here too, so a check of either
+category alone catches it.`},
 	{FieldWireCompatibleCardinality, CategoryWire, `A field changed between singular, required and repeated (maps count as
 repeated). A singular reader keeps only the last element of a repeated value and
 numeric repeated values are packed, which a singular reader cannot parse; old
 events lose data or fail to decode. A change of packed encoding alone is not
 reported: parsers accept both encodings for repeated scalars.`},
-	{FieldWireJSONCompatibleCardinality, CategoryWireJSON, `A field changed between repeated and map. The binary encoding is the
-same, but protojson writes a list for one and an object for the other.`},
+	{FieldWireJSONCompatibleCardinality, CategoryWireJSON, `A field changed between repeated and map: the binary encoding is the
+same, but protojson writes a list for one and an object for the other. Every
+change FIELD_WIRE_COMPATIBLE_CARDINALITY reports is reported here too.`},
 	{FieldSameOneof, CategoryWire, `A field moved into, out of, or between oneofs. Members of a oneof clear
 each other when decoded, so an old event that set two fields now in one oneof
 loses one of them on replay. proto3 optional's synthetic oneofs do not count.`},
@@ -115,9 +119,9 @@ of every old event on replay.`},
 	{MessageSameRequiredFields, CategoryWire, `A required field was added or removed. A reader rejects a payload that
 lacks one of its required fields: new readers reject stored events written
 before the field existed, old readers reject new payloads once it is gone.`},
-	{EnumValueSameName, CategoryWireJSON, `An enum number's name changed (and is not kept as an alias). protojson
-stores enum values by name; stored JSON events with the old name no longer
-parse.`},
+	{EnumValueSameName, CategoryWireJSON, `A name of an enum number is gone: renamed, or an alias dropped. protojson
+stores enum values by name and parses any alias; stored JSON events with the
+old name no longer parse. Keep the old name as an alias (allow_alias) instead.`},
 	{EnumValueNoDeleteUnlessNumberReserved, CategoryWire, `An enum value was deleted without reserving its number. Stored events keep
 the number; a later value reusing it gives them a new meaning.`},
 	{EnumValueNoDeleteUnlessNameReserved, CategoryWireJSON, `An enum value was deleted without reserving its name. protojson stores
@@ -177,17 +181,30 @@ integer to enum or singular to repeated) are not repeated here. A widening
 BACKWARD modes (events by default) but is reported in FORWARD and FULL modes
 (commands by default): readers of the previous version truncate the new values;
 a narrowing is the other way round.`},
-	{EventVersionBump, CategoryEvent, `An event or command has a WIRE or EVENT_MEANING_CHANGE finding on its
-own fields (a map field's included, nested message types not) but its version
-did not increase. Consumers and upcasters tell old payloads from new ones by
+	{EventVersionBump, CategoryEvent, `An event or command has a finding on its own fields' shape (a WIRE type,
+cardinality, oneof, default or required-field change, or EVENT_MEANING_CHANGE;
+a map field's included, nested message types not) but its version did not
+increase. Consumers and upcasters tell old payloads from new ones by
 the envelope's version; a breaking change without a bump gives them no way to
 upcast stored events. With the bump, the change to the message's own fields is
 accepted (type, cardinality, oneof and JSON name findings, and
 EVENT_MEANING_CHANGE, are not reported) because the upcaster registered for the
-old version rewrites stored payloads: samples.Replay, run in go test, fails
+old version rewrites stored payloads (so are the name, default and
+required-field changes of those rules): samples.Replay, run in go test, fails
 when a recorded payload of the old version has no upcaster. A field deleted
 without reserving its number, changes to nested message types, and type name,
 topic and role changes are never accepted this way.`},
+	{FieldNumberNoReuse, CategoryEvent, `A field number that an earlier release used for another field (another
+name or type), and that releases after it dropped, is in use again. Stored
+events of that release still hold bytes under the number and now decode them
+into the new field. Reserving a deleted field's number prevents this, but a
+deletion that was released without the reservation leaves only the lock file's
+history to catch the reuse: this rule needs eda lock's releases and applies to
+every message a compatibility mode checks, not only to events.`},
+	{EnumValueNumberNoReuse, CategoryEvent, `An enum number that an earlier release gave to other names, and that
+releases after it dropped, is in use again: stored events holding the number
+now read as the new value. Checked from the lock file's history, like
+FIELD_NUMBER_NO_REUSE.`},
 	{SampleTypeKnown, CategorySample, `A recorded payload's type name is neither the type nor an alias of any
 current event or command. Stored events of that type can no longer be decoded:
 the type was deleted or renamed without an alias.`},
