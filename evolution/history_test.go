@@ -94,7 +94,6 @@ func TestCheckHistory(t *testing.T) {
 				`shop.proto:8:3: FIELD_WIRE_JSON_COMPATIBLE_TYPE: Field "2" with name "note" on message "shop.v1.OrderPlaced" changed type from "string" to "bytes", which protojson encodes differently. (against release r2)`,
 			},
 		},
-
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
