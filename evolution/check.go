@@ -359,11 +359,23 @@ func (c *checker) file(prev, cur protoreflect.FileDescriptor) {
 		mode := c.fileMode(prev)
 		c.findings[len(c.findings)-1].fileMode = &mode
 	}
+	// As buf's FILE rules do, a file's declarations are paired by their
+	// name within the package: FILE_SAME_PACKAGE reports the move once.
+	inPackage := func(name protoreflect.FullName) protoreflect.FullName {
+		if prev.Package() == cur.Package() {
+			return name
+		}
+		rel := strings.TrimPrefix(string(name), string(prev.Package())+".")
+		if cur.Package() == "" {
+			return protoreflect.FullName(rel)
+		}
+		return cur.Package() + "." + protoreflect.FullName(rel)
+	}
 	var walk func(messages protoreflect.MessageDescriptors, enums protoreflect.EnumDescriptors)
 	walk = func(messages protoreflect.MessageDescriptors, enums protoreflect.EnumDescriptors) {
 		for i := range enums.Len() {
 			e := enums.Get(i)
-			if _, ok := lookup(cur, e.FullName()).(protoreflect.EnumDescriptor); !ok {
+			if _, ok := lookup(cur, inPackage(e.FullName())).(protoreflect.EnumDescriptor); !ok {
 				c.reportFor(e.FullName(), both, nearestParent(cur, e), EnumNoDelete, "Previously present enum %q was deleted from file.", e.FullName())
 			}
 		}
@@ -373,7 +385,7 @@ func (c *checker) file(prev, cur protoreflect.FileDescriptor) {
 				// Generated for a map field; the field's own rules cover it.
 				continue
 			}
-			if _, ok := lookup(cur, m.FullName()).(protoreflect.MessageDescriptor); !ok {
+			if _, ok := lookup(cur, inPackage(m.FullName())).(protoreflect.MessageDescriptor); !ok {
 				c.reportFor(m.FullName(), both, nearestParent(cur, m), MessageNoDelete, "Previously present message %q was deleted from file.", m.FullName())
 				continue
 			}

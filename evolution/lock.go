@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
@@ -30,8 +31,9 @@ const lockFormat = 1
 //
 // On disk it is JSON: a format number and, per release, its name, its files,
 // the SHA-256 of its descriptors and the descriptors themselves (a
-// FileDescriptorSet with source info, imports included, gzip-compressed and
-// base64-encoded), oldest first. Appending a release appends one entry; the
+// FileDescriptorSet with source info, imports included but for
+// descriptor.proto and the eda options, which every eda binary has;
+// gzip-compressed and base64-encoded), oldest first. Appending a release appends one entry; the
 // earlier ones never change.
 type Lock struct {
 	Releases []Release
@@ -108,9 +110,16 @@ func (e lockEntry) schema() (*Schema, error) {
 	if err := proto.Unmarshal(raw, &set); err != nil {
 		return nil, fmt.Errorf("descriptors do not parse: %v", err)
 	}
-	files, err := protodesc.NewFiles(&set)
-	if err != nil {
-		return nil, fmt.Errorf("descriptors do not link: %v", err)
+	files := &protoregistry.Files{}
+	resolver := fallbackResolver{files}
+	for _, fdp := range set.File {
+		fd, err := protodesc.NewFile(fdp, resolver)
+		if err != nil {
+			return nil, fmt.Errorf("descriptors do not link: %v", err)
+		}
+		if err := files.RegisterFile(fd); err != nil {
+			return nil, fmt.Errorf("descriptors do not link: %v", err)
+		}
 	}
 	s := &Schema{}
 	for _, path := range e.Files {
@@ -190,12 +199,20 @@ func newLockEntry(name string, s *Schema) (lockEntry, error) {
 func descriptorSet(s *Schema, sourceInfo bool) *descriptorpb.FileDescriptorSet {
 	set := &descriptorpb.FileDescriptorSet{}
 	seen := map[string]bool{}
+	own := map[string]bool{}
+	for _, f := range s.Files {
+		own[f.Path()] = true
+	}
 	var add func(f protoreflect.FileDescriptor)
 	add = func(f protoreflect.FileDescriptor) {
 		if seen[f.Path()] {
 			return
 		}
 		seen[f.Path()] = true
+		if builtin[f.Path()] && !own[f.Path()] {
+			// Every eda binary links these; ReadLock takes them from there.
+			return
+		}
 		for i := range f.Imports().Len() {
 			add(f.Imports().Get(i).FileDescriptor)
 		}
@@ -231,4 +248,33 @@ func resolved(set *descriptorpb.FileDescriptorSet) *descriptorpb.FileDescriptorS
 		return set
 	}
 	return out
+}
+
+// builtin are the imports a lock file leaves out, since every eda binary
+// has them (descriptor.proto alone is most of a small release's size): the
+// options are only read as extension bytes, so any version links.
+var builtin = map[string]bool{
+	"google/protobuf/descriptor.proto": true,
+	edaOptionsPath:                     true,
+}
+
+// fallbackResolver finds files in the release, else among the builtin
+// files linked into this binary.
+type fallbackResolver struct{ files *protoregistry.Files }
+
+func (r fallbackResolver) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	if fd, err := r.files.FindFileByPath(path); err == nil {
+		return fd, nil
+	}
+	if builtin[path] {
+		return protoregistry.GlobalFiles.FindFileByPath(path)
+	}
+	return nil, fmt.Errorf("import %s is missing from the release", path)
+}
+
+func (r fallbackResolver) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	if d, err := r.files.FindDescriptorByName(name); err == nil {
+		return d, nil
+	}
+	return protoregistry.GlobalFiles.FindDescriptorByName(name)
 }
