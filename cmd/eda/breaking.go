@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/protoc-gen-eda/eda/evolution"
+	"github.com/protoc-gen-eda/eda/evolution/samples"
 )
 
 var breakingCommand = &command{
@@ -28,23 +29,34 @@ var breakingCommand = &command{
 	help:    func(w io.Writer) { newBreakingFlags().usage(w) },
 }
 
-const breakingUsage = `Usage: eda breaking --against <dir | git ref> [flags] [files...]
+const breakingUsage = `Usage: eda breaking [--against <dir | git ref | lock file>] [flags] [files...]
 
 Breaking compares the workspace's .proto files (the modules of buf.yaml, in
-the current directory or --config) with a previous version of them, and
+the current directory or --config) with previous versions of them, and
 reports every change that would stop stored events from being read back:
 one line per finding, as file:line:col: RULE_ID: message.
 
 --against is the previous version: a directory holding a checkout of it
-(its buf.yaml and modules), or, if no such directory exists, a git commit,
-branch or tag of the repository holding the workspace.
+(its buf.yaml and modules); a lock file written by eda lock, holding every
+release (the transitive modes then check each one, and findings end with the
+release they were found against); or, if no such directory or file exists, a
+git commit, branch or tag of the repository holding the workspace. Without
+--against, the workspace's eda.lock is used.
+
+Each message is checked in its compatibility mode: events BACKWARD_TRANSITIVE,
+commands FULL, aggregate state, projections and sagas NONE, unless the
+message or its file sets (eda.v1.*).compatibility.
+
+--samples checks the recorded payloads under a folder too (see
+docs/samples.md): samples of each event's current version must decode with
+the current schema.
 
 Files, if given, restrict the check to them: .proto files or directories,
 relative to a module root (shop/v1/orders.proto) or to buf.yaml's directory.
 
 The exit status is 0 when nothing breaks, 1 when there are findings, and 2
-when the schemas could not be checked: bad usage, a missing git ref, or a
-schema that does not compile.
+when the schemas could not be checked: bad usage, a missing git ref, a
+corrupt lock file, or a schema that does not compile.
 
 Flags:
 `
@@ -68,6 +80,7 @@ type breakingOptions struct {
 	flags   *pflag.FlagSet
 	config  string
 	against string
+	samples string
 	format  string
 	help    bool
 }
@@ -77,8 +90,9 @@ func newBreakingFlags() *breakingOptions {
 	fs := pflag.NewFlagSet("eda breaking", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.against, "against", "", "the previous version: a `dir` or a git ref (required)")
+	fs.StringVar(&o.against, "against", "", "the previous version: a `dir`, a git ref or a lock file (default: the workspace's eda.lock)")
 	fs.StringVar(&o.config, "config", ".", "the `dir` of buf.yaml")
+	fs.StringVar(&o.samples, "samples", "", "also decode the recorded payloads under `dir`")
 	fs.StringVar(&o.format, "format", formatText, "output `format`: text or json")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	o.flags = fs
@@ -100,7 +114,7 @@ func runBreaking(args []string, stdout, stderr io.Writer) int {
 		o.usage(stdout)
 		return breakingOK
 	}
-	findings, err := o.check(context.Background())
+	findings, err := o.check(context.Background(), stderr)
 	var usage usageError
 	if errors.As(err, &usage) {
 		return breakingUsageFailure(stderr, err)
@@ -128,44 +142,137 @@ func breakingUsageFailure(stderr io.Writer, err error) int {
 
 // check compiles both versions and compares them. Its findings name files
 // as on disk, relative to the working directory.
-func (o *breakingOptions) check(ctx context.Context) ([]evolution.Finding, error) {
-	switch {
-	case o.against == "":
-		return nil, usagef("--against is required: give a directory holding the previous version, or a git ref such as main or HEAD~1")
-	case o.format != formatText && o.format != formatJSON:
+func (o *breakingOptions) check(ctx context.Context, stderr io.Writer) ([]evolution.Finding, error) {
+	if o.format != formatText && o.format != formatJSON {
 		return nil, usagef("--format %s: it is text or json", o.format)
 	}
 	if info, err := os.Stat(o.config); err != nil || !info.IsDir() {
 		return nil, usagef("--config %s is not a directory: give the directory holding buf.yaml", o.config)
 	}
+	if o.against == "" {
+		lock := filepath.Join(o.config, evolution.LockFileName)
+		if _, err := os.Stat(lock); err != nil {
+			return nil, usagef("--against is required when there is no %s: give a directory holding the previous version, a git ref such as main or HEAD~1, or record releases with eda lock --release", lock)
+		}
+		o.against = lock
+	}
 	cur, err := loadWorkspace(o.config)
 	if err != nil {
 		return nil, err
 	}
-	prevDir, display, cleanup, err := o.previousDir()
+	var findings []evolution.Finding
+	var curSchema *evolution.Schema
+	if info, err := os.Stat(o.against); err == nil && info.Mode().IsRegular() {
+		findings, curSchema, err = o.checkLock(ctx, cur)
+		if err != nil {
+			return nil, err
+		}
+	} else if findings, curSchema, err = o.checkPrevious(ctx, cur); err != nil {
+		return nil, err
+	}
+	if o.samples != "" {
+		res, err := samples.Check(curSchema, o.samples)
+		if err != nil {
+			return nil, fmt.Errorf("--samples %s: %v", o.samples, err)
+		}
+		findings = append(findings, res.Findings...)
+		if len(res.Older) > 0 {
+			fmt.Fprintf(stderr, "eda breaking: %d samples of older versions are not decoded here: samples.Replay checks them through the upcasters in go test\n", len(res.Older))
+		}
+		for _, t := range res.Missing {
+			fmt.Fprintf(stderr, "eda breaking: no sample of the current version of %s under %s: record one with samples.Write\n", t, o.samples)
+		}
+	}
+	return findings, nil
+}
+
+// checkLock checks the workspace against every release of the lock file
+// --against names. Findings about files gone from the workspace name the
+// lock file: lockfile:path.
+func (o *breakingOptions) checkLock(ctx context.Context, cur *workspace) ([]evolution.Finding, *evolution.Schema, error) {
+	lock, err := readLockFile(o.against)
+	if err != nil {
+		return nil, nil, err
+	}
+	curFiles := cur.files()
+	if args := o.flags.Args(); len(args) > 0 {
+		if curFiles, err = cur.selectFiles(args); err != nil {
+			return nil, nil, err
+		}
+		// Compare the same files of each release.
+		for i := range lock.Releases {
+			lock.Releases[i].Schema = onlyFiles(lock.Releases[i].Schema, curFiles)
+		}
+	}
+	curSchema, err := compileWorkspace(ctx, cur, curFiles, cur.diskPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the current schema does not compile; fix it, then check again:\n%v", err)
+	}
+	findings := evolution.CheckHistory(lock.Releases, curSchema)
+	for i := range findings {
+		f := &findings[i]
+		if cur.byFile[f.File] != nil {
+			f.File = cur.diskPath(f.File)
+		} else {
+			f.File = o.against + ":" + f.File
+		}
+	}
+	return findings, curSchema, nil
+}
+
+// onlyFiles keeps the files of s that files lists.
+func onlyFiles(s *evolution.Schema, files []string) *evolution.Schema {
+	out := &evolution.Schema{}
+	for _, f := range s.Files {
+		if slices.Contains(files, f.Path()) {
+			out.Files = append(out.Files, f)
+		}
+	}
+	return out
+}
+
+// readLockFile reads the lock file at path; a corrupt one is an error that
+// says so, apart from the schema's own problems.
+func readLockFile(path string) (*evolution.Lock, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	lock, err := evolution.ReadLock(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return lock, nil
+}
+
+// checkPrevious checks the workspace against the previous version in a
+// directory or a git ref.
+func (o *breakingOptions) checkPrevious(ctx context.Context, cur *workspace) ([]evolution.Finding, *evolution.Schema, error) {
+	prevDir, display, cleanup, err := o.previousDir()
+	if err != nil {
+		return nil, nil, err
 	}
 	defer cleanup()
 	prev, err := loadWorkspace(prevDir)
 	if err != nil {
-		return nil, fmt.Errorf("the previous version, --against %s: %v", o.against, err)
+		return nil, nil, fmt.Errorf("the previous version, --against %s: %v", o.against, err)
 	}
 	curFiles, prevFiles := cur.files(), prev.files()
 	if args := o.flags.Args(); len(args) > 0 {
 		if curFiles, prevFiles, err = selectBoth(cur, prev, args); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
 	curSchema, err := compileWorkspace(ctx, cur, curFiles, cur.diskPath)
 	if err != nil {
-		return nil, fmt.Errorf("the current schema does not compile; fix it, then check again:\n%v", err)
+		return nil, nil, fmt.Errorf("the current schema does not compile; fix it, then check again:\n%v", err)
 	}
 	prevPath := func(name string) string { return display(prev.diskPath(name)) }
 	prevSchema, err := compileWorkspace(ctx, prev, prevFiles, prevPath)
 	if err != nil {
-		return nil, fmt.Errorf("the previous schema (--against %s) does not compile, so it cannot be compared; point --against at a version that compiles:\n%v", o.against, err)
+		return nil, nil, fmt.Errorf("the previous schema (--against %s) does not compile, so it cannot be compared; point --against at a version that compiles:\n%v", o.against, err)
 	}
 
 	findings := evolution.Check(prevSchema, curSchema)
@@ -178,7 +285,7 @@ func (o *breakingOptions) check(ctx context.Context) ([]evolution.Finding, error
 			f.File = prevPath(f.File)
 		}
 	}
-	return findings, nil
+	return findings, curSchema, nil
 }
 
 // selectBoth returns the files of cur and of prev that args name, as
