@@ -22,14 +22,16 @@ var lockCommand = &command{
 	help:    func(w io.Writer) { newLockFlags().usage(w) },
 }
 
-const lockUsage = `Usage: eda lock --release <name> [flags]
+const lockUsage = `Usage: eda lock --release <name> [flags] [files...]
 
 Lock records the workspace's schema (the modules of buf.yaml, in the current
 directory or --config) as a release in the lock file, eda.lock beside
 buf.yaml. Commit the lock file with the schemas: eda breaking then checks
 every later change against each release (transitively for events), with no
 git history needed, and catches field and enum numbers reused after a
-release that dropped them.
+release that dropped them. Files, if given, restrict the release to them
+(.proto files or directories, as for eda breaking): the schemas you publish,
+without test fixtures.
 
 Before recording, the schema is checked against the releases already in the
 lock file, as eda breaking would, and nothing is recorded if anything breaks,
@@ -102,8 +104,6 @@ func (o *lockOptions) run(ctx context.Context, stdout io.Writer) (int, error) {
 	switch {
 	case o.release == "":
 		return 0, usagef("--release is required: name the release, such as v1.4.0")
-	case o.flags.NArg() > 0:
-		return 0, usagef("unexpected arguments %q: a release records the whole workspace", o.flags.Args())
 	}
 	if info, err := os.Stat(o.config); err != nil || !info.IsDir() {
 		return 0, usagef("--config %s is not a directory: give the directory holding buf.yaml", o.config)
@@ -128,7 +128,13 @@ func (o *lockOptions) run(ctx context.Context, stdout io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cur, err := compileWorkspace(ctx, ws, ws.files(), ws.diskPath)
+	files := ws.files()
+	if o.flags.NArg() > 0 {
+		if files, err = ws.selectFiles(o.flags.Args()); err != nil {
+			return 0, err
+		}
+	}
+	cur, err := compileWorkspace(ctx, ws, files, ws.diskPath)
 	if err != nil {
 		return 0, fmt.Errorf("the schema does not compile, so it cannot be released; fix it first:\n%v", err)
 	}
