@@ -211,8 +211,9 @@ the type was deleted or renamed without an alias.`},
 	{SampleDecodes, CategorySample, `A recorded binary payload of the event's current version does not decode
 with the current schema, or decodes with fields the schema no longer knows
 (their values are lost on replay). Payloads of older versions are upcast first;
-eda breaking, which cannot run Go upcasters, checks those with the current
-message directly only while the version has not changed.`},
+eda breaking, which cannot run Go upcasters, leaves those to samples.Replay in
+go test. A sample of a version above the current one is reported here too
+(SAMPLE_DECODES_JSON for protojson): the schema cannot have written it.`},
 	{SampleDecodesJSON, CategorySample, `A recorded protojson payload does not parse with the current schema: a
 field or enum value name it uses is gone or renamed, or a value's JSON form
 changed.`},
