@@ -219,12 +219,13 @@ field or enum value name it uses is gone or renamed, or a value's JSON form
 changed.`},
 }
 
-// RuleByID returns the catalogue entry for id, so a caller can filter
+// RuleByID returns the catalogue entry for id, of Rules or LintRules, so a caller can filter
 // findings by Category or print a rule's doc.
 func RuleByID(id string) (Rule, bool) {
-	i := slices.IndexFunc(Rules, func(r Rule) bool { return r.ID == id })
-	if i < 0 {
-		return Rule{}, false
+	for _, rules := range [][]Rule{Rules, LintRules} {
+		if i := slices.IndexFunc(rules, func(r Rule) bool { return r.ID == id }); i >= 0 {
+			return rules[i], true
+		}
 	}
-	return Rules[i], true
+	return Rule{}, false
 }

@@ -20,6 +20,8 @@
 //
 //	generate   generate .pb.go and _eda.pb.go files, as buf generate would
 //	breaking   report schema changes that break the reading of stored events
+//	lock       record the current schema as a release in eda.lock
+//	lint       check the conventions of eda annotations: event names, owners, type names
 //	version    print eda's version (also: eda --version)
 //	help       print the usage of eda or of a command (also: eda <command> --help)
 //
@@ -59,7 +61,7 @@
 //
 // # eda breaking
 //
-//	eda breaking --against <dir | git ref> [--config dir] [--format text|json] [files...]
+//	eda breaking [--against <dir | git ref | lock file>] [--samples dir] [--config dir] [--format text|json] [files...]
 //
 // Breaking compiles the workspace's .proto files (the modules of buf.yaml,
 // read as eda generate reads them) and a previous version of them, and
@@ -74,16 +76,59 @@
 // holding the workspace, whose tree eda extracts (git archive) to a temporary
 // directory; findings in a file that is gone name it as ref:path. Files given
 // as arguments restrict the check to them, as for eda generate; a file that
-// only the previous version has can be named too.
+// only the previous version has can be named too. --against may also name a
+// lock file written by eda lock: the workspace is then checked against every
+// release in it, transitively where the compatibility mode says so, and each
+// finding ends with the release it was found against. Without --against,
+// the workspace's eda.lock is used.
+//
+// Each message is checked in its compatibility mode: events
+// BACKWARD_TRANSITIVE, commands FULL, aggregate state, projections and sagas
+// NONE, value types as the annotated messages using them, unless a message
+// or its file sets compatibility. --samples decodes the recorded payloads
+// under a folder (see package evolution/samples) and reports SAMPLE_*
+// findings.
 //
 // --format json prints a JSON array of objects with the keys file, line,
-// column, rule, category (WIRE, WIRE_JSON or FILE) and message; an empty
-// array when nothing breaks. In text, nothing is printed then.
+// column, rule, category (WIRE, WIRE_JSON, FILE, EVENT or SAMPLE) and
+// message; an empty array when nothing breaks. In text, nothing is printed
+// then.
 //
 // The exit status is 0 when nothing breaks, 1 when something does, and 2
 // when the check could not be made: bad usage, a missing buf.yaml, a git ref
-// that does not exist, or a version (current or previous) that does not
-// compile, whose errors are printed as file:line:col: message.
+// that does not exist, a corrupt lock file, or a version (current or
+// previous) that does not compile, whose errors are printed as
+// file:line:col: message.
+//
+// # eda lock
+//
+//	eda lock --release <name> [--config dir] [--lock file] [--force] [files...]
+//
+// Lock appends the workspace's schema (or the files given) to the lock file,
+// eda.lock beside buf.yaml, as the release called name, after checking it
+// against the releases already there as eda breaking does: a release that
+// breaks an earlier one is not recorded (exit status 1) unless --force. A
+// schema unchanged since the last release is not recorded again. Commit the
+// lock file with the schemas.
+//
+// # eda lint
+//
+//	eda lint [--config dir] [--format text|json] [--disable RULE]... [files...]
+//
+// Lint compiles the workspace's .proto files, as eda breaking does, and
+// checks the conventions of their eda annotations by the lint rules of
+// package github.com/protoc-gen-eda/eda/evolution (LintRules): events named
+// in the past tense, commands in the imperative, an owner for every event,
+// explicit type names without a package version. docs/lint.md documents each
+// rule, why it matters and how to fix a finding.
+//
+// A rule is switched off by --disable (repeatable, or comma-separated), by
+// buf.yaml's lint.except, for some files by lint.ignore_only, and for one
+// message by a leading comment // eda:lint:ignore RULE_ID (or buf's
+// buf:lint:ignore); lint.disallow_comment_ignores turns the comments off.
+// Files under lint.ignore are skipped. A module's own lint section replaces
+// the top-level one for its files, as in buf. Output and exit status are
+// those of eda breaking, with category LINT in json.
 //
 // # Buf mode
 //

@@ -23,6 +23,7 @@ var commands = []*command{
 	generateCommand,
 	breakingCommand,
 	lockCommand,
+	lintCommand,
 	versionCommand,
 }
 
