@@ -76,6 +76,11 @@ func reparse(opts proto.Message) (proto.Message, bool) {
 	if opts == nil || !opts.ProtoReflect().IsValid() {
 		return nil, false
 	}
+	if m := opts.ProtoReflect(); len(m.GetUnknown()) == 0 && !hasExtension(m) {
+		// No extension at all, resolved or not: most options, and fields
+		// with none, need no round trip.
+		return opts, true
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(opts)
 	if err != nil {
 		return nil, false
@@ -85,6 +90,18 @@ func reparse(opts proto.Message) (proto.Message, bool) {
 		return nil, false
 	}
 	return out, true
+}
+
+// hasExtension reports whether m has an extension field set: a compiler
+// may have resolved it with its own (dynamic) type, which needs the round
+// trip as much as an unknown field does.
+func hasExtension(m protoreflect.Message) bool {
+	found := false
+	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		found = fd.IsExtension()
+		return !found
+	})
+	return found
 }
 
 // roleField returns the first field of m whose options have role set.
