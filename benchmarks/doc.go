@@ -23,7 +23,16 @@
 //     to end. BenchmarkProtocOrders runs the plugin binary through protoc
 //     when protoc is on PATH.
 //
-// Run them from the repository root (about two and a half minutes on two
+//   - BenchmarkBreaking runs `eda breaking` and `buf breaking` (WIRE_JSON)
+//     as processes on a 2,000-message schema of four packages against its
+//     previous version, as CI does, with an interleaved eda/buf ratio
+//     ("ratio") and eda's two steps in process ("compile", "check").
+//     TestBreakingBenchAgrees checks that both report the same findings of
+//     the rules they share, so the two do the same work; unlike the
+//     benchmarks it runs with `go test ./benchmarks/` (about 10 s: it builds
+//     eda and runs both tools once). Both are skipped without buf.
+//
+// Run them from the repository root (about five minutes on two
 // cores), then benchstat from outside the module, so that `go run` leaves
 // go.mod alone; 6 samples or more give confidence intervals:
 //
@@ -36,5 +45,7 @@
 //
 // Compare medians, not single runs: two cores shared with anything else make
 // single runs noisy. The benchmarks are never run as tests (there are no
-// timed tests), so `go test ./...` only compiles them.
+// timed tests), so `go test ./...` only compiles them, apart from
+// TestBreakingBenchAgrees, which checks eda and buf agree on the benchmark's
+// schema.
 package benchmarks
