@@ -21,6 +21,7 @@
 //	generate   generate .pb.go and _eda.pb.go files, as buf generate would
 //	breaking   report schema changes that break the reading of stored events
 //	lock       record the current schema as a release in eda.lock
+//	dlq        requeue messages from a dead-letter topic
 //	lint       check the conventions of eda annotations: event names, owners, type names
 //	version    print eda's version (also: eda --version)
 //	help       print the usage of eda or of a command (also: eda <command> --help)
@@ -110,6 +111,20 @@
 // breaks an earlier one is not recorded (exit status 1) unless --force. A
 // schema unchanged since the last release is not recorded again. Commit the
 // lock file with the schemas.
+//
+// # eda dlq
+//
+//	eda dlq requeue --broker <url> [--topic t] [--group g] [--type T]... [--handler H]... [--max n] [--idle d]
+//
+// Requeue moves messages from a dead-letter topic (default eda.dead_letter)
+// back to the topics they were dead-lettered from, keeping their ids,
+// dropping their dead-letter metadata and counting the requeue in
+// eda_requeued metadata. Each is acknowledged on the dead-letter topic only
+// once its copy is published. --type and --handler select messages; the
+// others go back to the end of the dead-letter topic. It reads in its own
+// consumer group (--group, default eda-dlq) until the topic is read through
+// or idle for --idle, or --max messages are requeued, and prints the count
+// per topic.
 //
 // # eda lint
 //

@@ -23,6 +23,7 @@ var commands = []*command{
 	generateCommand,
 	breakingCommand,
 	lockCommand,
+	dlqCommand,
 	lintCommand,
 	versionCommand,
 }
