@@ -101,6 +101,11 @@ var ErrUnknownBroker = errors.New("unknown broker scheme")
 func OpenBroker(ctx context.Context, rawURL string, opts BrokerOptions) (*Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
+		// url.Error repeats the URL, password included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("broker URL %q: %w", redactURL(rawURL), err)
 	}
 	if opts.Logger == nil {

@@ -45,11 +45,15 @@ func TestOpenBrokerErrors(t *testing.T) {
 		{"mem://?max_queued=lots", "max_queued"},
 		{"mem://?fast=1", `no parameter "fast"`},
 		{"amqp://guest:secret@127.0.0.1:5672/", "amqp://guest:xxxxx@"},
+		{"amqp://guest:secret@127.0.0.1:port/", "invalid port"},
 	}
 	for _, tt := range tests {
 		_, err := runtime.OpenBroker(ctx, tt.url, runtime.BrokerOptions{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("OpenBroker(%q) = %v, want an error containing %q", tt.url, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("OpenBroker(%q) error shows the password: %v", tt.url, err)
 		}
 		if strings.Contains(tt.url, "carrier") && !errors.Is(err, runtime.ErrUnknownBroker) {
 			t.Errorf("OpenBroker(%q): not ErrUnknownBroker", tt.url)
