@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,6 +78,9 @@ type Router struct {
 	cfg    RouterConfig
 	router *message.Router
 	stats  stats
+	// groups holds each handler's consumer group; written by AddHandler
+	// before Run, read after.
+	groups map[string]string
 }
 
 // NewRouter returns a Router.
@@ -89,7 +93,14 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Router{cfg: cfg, router: r}, nil
+	return &Router{cfg: cfg, router: r, groups: map[string]string{}}, nil
+}
+
+// ConsumerGroup returns the consumer group the handler called name reads
+// in: its delivery policy's ConsumerGroup, else its name; "" for a name no
+// handler has. Telemetry names the group of a handler's spans with it.
+func (r *Router) ConsumerGroup(handler string) string {
+	return r.groups[handler]
 }
 
 // Run runs the handlers until ctx is done or Close is called.
@@ -240,12 +251,10 @@ func (r *Router) AddHandler(spec HandlerSpec, opts ...HandlerOption) error {
 			routes[name] = entry
 		}
 	}
+	group := cmp.Or(subscription.ConsumerGroup, spec.Name)
+	r.groups[spec.Name] = group
 	sub := r.cfg.Subscriber
 	if r.cfg.NewSubscriber != nil {
-		group := subscription.ConsumerGroup
-		if group == "" {
-			group = spec.Name
-		}
 		var err error
 		if sub, err = r.cfg.NewSubscriber(group); err != nil {
 			return fmt.Errorf("handler %s: subscriber for consumer group %s: %w", spec.Name, group, err)

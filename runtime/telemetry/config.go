@@ -30,8 +30,9 @@ type Config struct {
 	// DefaultSystem.
 	System string
 	// ConsumerGroup returns the consumer group of a handler, for
-	// messaging.consumer.group.name. Default: the handler name, which is
-	// the group unless the schema's delivery policy names another.
+	// messaging.consumer.group.name. Default: with Instrument, the
+	// router's Router.ConsumerGroup (the schema's group, else the handler
+	// name); with Middleware alone, the handler name.
 	ConsumerGroup func(handler string) string
 }
 

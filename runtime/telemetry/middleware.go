@@ -14,6 +14,9 @@ import (
 // Instrument traces every message r's handlers handle with Middleware. Call
 // it before r.Run.
 func Instrument(r *runtime.Router, cfg Config) {
+	if cfg.ConsumerGroup == nil {
+		cfg.ConsumerGroup = r.ConsumerGroup
+	}
 	r.Watermill().AddMiddleware(Middleware(cfg))
 }
 
