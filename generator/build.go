@@ -411,9 +411,6 @@ func (b *builder) delivery(a *annotated, subject string, path []int32, file, msg
 			*dur.dst = v
 		}
 	}
-	if d.DedupWindow != 0 {
-		b.errorf(a.msg.Desc, subject, append(path, optDelivery), "delivery dedup_window needs a deduplication store, which this version of the runtime does not have: remove it until the store lands")
-	}
 	if d.BackoffMultiplier != 0 && d.BackoffMultiplier < 1 {
 		b.errorf(a.msg.Desc, subject, append(path, optDelivery), "delivery backoff_multiplier %g is below 1: waits between retries must not shrink", d.BackoffMultiplier)
 	}

@@ -44,6 +44,12 @@ type RouterConfig struct {
 	// CloseTimeout bounds how long Close waits for running handlers.
 	// Default 30s.
 	CloseTimeout time.Duration
+	// DedupStore remembers which messages the handlers whose delivery
+	// policy has a DedupWindow handled, across instances and restarts (see
+	// Deduplicator). Required by those handlers: sqlite.Store.Dedup,
+	// postgres.Store.Dedup, redisdedup.Open, or memstore.NewDedupStore in a
+	// single process.
+	DedupStore DedupStore
 	// Logger receives the router's logs. Default: none.
 	Logger watermill.LoggerAdapter
 }
@@ -81,6 +87,8 @@ type Router struct {
 	// groups holds each handler's consumer group; written by AddHandler
 	// before Run, read after.
 	groups map[string]string
+	// dedup is nil without RouterConfig.DedupStore.
+	dedup *Deduplicator
 }
 
 // NewRouter returns a Router.
@@ -93,7 +101,13 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Router{cfg: cfg, router: r, groups: map[string]string{}}, nil
+	rt := &Router{cfg: cfg, router: r, groups: map[string]string{}}
+	if cfg.DedupStore != nil {
+		if rt.dedup, err = NewDeduplicator(DeduplicatorConfig{Store: cfg.DedupStore, Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+	}
+	return rt, nil
 }
 
 // ConsumerGroup returns the consumer group the handler called name reads
@@ -127,18 +141,25 @@ type Stats struct {
 	// Skipped messages had a type the handler does not know (a newer event,
 	// for instance) and were acknowledged without handling.
 	Skipped uint64
+	// Duplicates were handled already within their DedupWindow and were
+	// acknowledged without handling.
+	Duplicates uint64
 }
 
 type stats struct{ handled, retried, deadLettered, skipped atomic.Uint64 }
 
 // Stats returns the counters since the router was created.
 func (r *Router) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Handled:      r.stats.handled.Load(),
 		Retried:      r.stats.retried.Load(),
 		DeadLettered: r.stats.deadLettered.Load(),
 		Skipped:      r.stats.skipped.Load(),
 	}
+	if r.dedup != nil {
+		st.Duplicates = r.dedup.Stats().Duplicates
+	}
+	return st
 }
 
 // Route handles one message type within a handler. Build it with On.
@@ -234,8 +255,8 @@ func (r *Router) AddHandler(spec HandlerSpec, opts ...HandlerOption) error {
 		if err := p.Validate(); err != nil {
 			return fmt.Errorf("handler %s: delivery policy of %s: %w", spec.Name, rt.Type.Name, err)
 		}
-		if p.DedupWindow > 0 {
-			return fmt.Errorf("handler %s: %s asks for deduplication (dedup_window), which needs a deduplication store this router does not have", spec.Name, rt.Type.Name)
+		if p.DedupWindow > 0 && r.dedup == nil {
+			return fmt.Errorf("handler %s: %s asks for deduplication (dedup_window %s): set RouterConfig.DedupStore (sqlite.Store.Dedup, postgres.Store.Dedup, redisdedup.Open)", spec.Name, rt.Type.Name, p.DedupWindow)
 		}
 		if i == 0 {
 			subscription = p
@@ -302,21 +323,51 @@ func (r *Router) dispatch(handler, topic string, routes map[string]*route, msg *
 	}
 	var ctx context.Context = &handlerContext{Context: msg.Context(), msg: msg}
 	p := rt.policy
-	var err error
+	var (
+		attempts int
+		err      error
+	)
+	if p.DedupWindow > 0 {
+		// The envelope id, as EnvelopeOf reads it, without parsing the rest.
+		id := cmp.Or(msg.Metadata.Get(MetaID), msg.UUID)
+		err = r.dedup.Handle(ctx, handler, id, p.DedupWindow, func(ctx context.Context) (herr error) {
+			attempts, herr = r.attempt(ctx, handler, typ, rt, msg)
+			return herr
+		})
+	} else {
+		attempts, err = r.attempt(ctx, handler, typ, rt, msg)
+	}
+	// The message's context ended (the router closes) or the
+	// deduplication store is down: the message is not at fault; nack it
+	// and let the broker redeliver it.
+	if err == nil || msg.Context().Err() != nil || errors.Is(err, ErrDedupStore) {
+		return err
+	}
+	return r.deadLetter(handler, topic, p.DeadLetterTopic, msg, attempts, err)
+}
+
+// attempt calls the handler, retrying in place with backoff, until it
+// succeeds, fails permanently or runs out of attempts. It returns the
+// attempts made and the last error.
+func (r *Router) attempt(ctx context.Context, handler, typ string, rt *route, msg *message.Message) (int, error) {
+	p := rt.policy
 	for attempt := 1; ; attempt++ {
-		if err = callSafely(rt, ctx, msg); err == nil {
+		err := callSafely(rt, ctx, msg)
+		if err == nil {
 			r.stats.handled.Add(1)
-			return nil
+			return attempt, nil
 		}
-		if attempt >= p.MaxAttempts || IsPermanent(err) {
-			return r.deadLetter(handler, topic, p.DeadLetterTopic, msg, attempt, err)
+		// A lost deduplication claim is for Deduplicator.Handle to sort
+		// out: retrying would only lose it again.
+		if attempt >= p.MaxAttempts || IsPermanent(err) || errors.Is(err, ErrDedupClaimLost) {
+			return attempt, err
 		}
 		r.stats.retried.Add(1)
 		r.cfg.Logger.Info("Retrying message", watermill.LogFields{"handler": handler, "type": typ, "attempt": attempt, "err": err.Error()})
 		select {
 		case <-time.After(p.backoff(attempt)):
 		case <-msg.Context().Done():
-			return msg.Context().Err()
+			return attempt, msg.Context().Err()
 		}
 	}
 }

@@ -693,7 +693,7 @@ func TestRouterAddHandlerRejects(t *testing.T) {
 		{
 			name:    "dedup window",
 			spec:    runtime.HandlerSpec{Name: "n", Topic: "t", Routes: []runtime.Route{route(withPolicy(runtime.DeliveryPolicy{DedupWindow: time.Minute}))}},
-			wantSub: []string{"dedup", typ.Name, "store"},
+			wantSub: []string{"dedup", typ.Name, "DedupStore"},
 		},
 		{
 			name:    "dedup window through WithDelivery",
