@@ -15,6 +15,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/protoc-gen-eda/eda/runtime"
+	// The brokers eda dlq reaches by URL.
+	_ "github.com/protoc-gen-eda/eda/runtime/amqp"
+	_ "github.com/protoc-gen-eda/eda/runtime/redisstream"
 )
 
 var dlqCommand = &command{
