@@ -17,7 +17,9 @@ import (
 	"github.com/protoc-gen-eda/eda/runtime"
 	// The brokers eda dlq reaches by URL.
 	_ "github.com/protoc-gen-eda/eda/runtime/amqp"
+	_ "github.com/protoc-gen-eda/eda/runtime/kafka"
 	_ "github.com/protoc-gen-eda/eda/runtime/redisstream"
+	_ "github.com/protoc-gen-eda/eda/runtime/sqlbroker"
 )
 
 var dlqCommand = &command{
