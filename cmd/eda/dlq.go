@@ -18,6 +18,7 @@ import (
 	// The brokers eda dlq reaches by URL.
 	_ "github.com/protoc-gen-eda/eda/runtime/amqp"
 	_ "github.com/protoc-gen-eda/eda/runtime/kafka"
+	_ "github.com/protoc-gen-eda/eda/runtime/nats"
 	_ "github.com/protoc-gen-eda/eda/runtime/redisstream"
 	_ "github.com/protoc-gen-eda/eda/runtime/sqlbroker"
 )

@@ -1,0 +1,236 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	natsgo "github.com/nats-io/nats.go"
+)
+
+// subscriber subscribes one consumer group, on a connection of its own.
+//
+// It is not watermill-nats' Subscriber, whose v2.1.3 closes a
+// subscription's channel while a message callback may still send on it: a
+// "send on closed channel" panic when a subscription ends with a message
+// waiting to be consumed (the race detector reports it in Watermill's own
+// suite). Here a subscription's channel is closed only once its callbacks
+// have returned. Messages are read with watermill-nats' NATSMarshaler, so
+// the wire format is the same.
+type subscriber struct {
+	b       *broker
+	conn    *natsgo.Conn
+	js      natsgo.JetStreamContext
+	group   string
+	durable string
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+	running sync.WaitGroup // one per subscription until its channel is closed
+}
+
+// newSubscriber returns a subscriber of group (see the package doc).
+func (b *broker) newSubscriber(group string) (message.Subscriber, error) {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, errors.New("nats broker is closed")
+	}
+	conn, err := b.connect(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	js, err := conn.JetStream()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	s := &subscriber{b: b, conn: conn, js: js, group: group, closing: make(chan struct{})}
+	if group != "" {
+		s.durable = streamName(group)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		conn.Close()
+		return nil, errors.New("nats broker is closed")
+	}
+	b.subs = append(b.subs, s)
+	return s, nil
+}
+
+// Subscribe delivers the messages of topic to the subscriber's group until
+// ctx ends or the subscriber is closed; then the channel is closed.
+func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, errors.New("nats subscriber is closed")
+	}
+	subject, err := s.b.subject(s.js, topic)
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.b.cfg
+	opts := []natsgo.SubOpt{natsgo.ManualAck()}
+	count := cfg.SubscribersCount
+	if s.durable != "" {
+		stream, err := s.b.ensureConsumer(s.js, subject, s.durable)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe %s to %s: %w", s.group, topic, err)
+		}
+		opts = append(opts, natsgo.Bind(stream, s.durable))
+	} else {
+		opts = append(opts, natsgo.DeliverAll(), natsgo.AckExplicit(), natsgo.AckWait(cfg.AckWaitTimeout))
+		if cfg.MaxAckPending > 0 {
+			opts = append(opts, natsgo.MaxAckPending(cfg.MaxAckPending))
+		}
+		// Each subscription of an ephemeral consumer receives every
+		// message: more than one would duplicate them.
+		count = 1
+	}
+
+	sc := &subscription{s: s, ctx: ctx, out: make(chan *message.Message), stop: make(chan struct{}),
+		fields: watermill.LogFields{"topic": topic, "subject": subject, "consumer_group": s.group}}
+	for range count {
+		sub, err := s.js.QueueSubscribe(subject, s.durable, sc.handle, opts...)
+		if err != nil {
+			sc.unsubscribe()
+			return nil, fmt.Errorf("subscribe %q to %s (subject %s): %w", s.group, topic, subject, err)
+		}
+		sc.subs = append(sc.subs, sub)
+	}
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.closing:
+		}
+		close(sc.stop)
+		sc.unsubscribe()
+		// Wait for running callbacks, which return on stop, before
+		// closing the channel they send on.
+		sc.mu.Lock()
+		sc.done = true
+		sc.mu.Unlock()
+		close(sc.out)
+	}()
+	return sc.out, nil
+}
+
+// SubscribeInitialize creates the stream of topic, if the broker provisions
+// streams.
+func (s *subscriber) SubscribeInitialize(topic string) error {
+	_, err := s.b.subject(s.js, topic)
+	return err
+}
+
+// Close ends the subscriber's subscriptions, waiting up to CloseTimeout for
+// their channels to close, and closes its connection.
+func (s *subscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.running.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-time.After(s.b.cfg.CloseTimeout):
+		err = fmt.Errorf("nats subscriber of group %q: subscriptions still running after %s", s.group, s.b.cfg.CloseTimeout)
+	}
+	s.conn.Close()
+	return err
+}
+
+// subscription is one Subscribe call: its NATS subscriptions and the
+// channel they deliver to.
+type subscription struct {
+	s      *subscriber
+	ctx    context.Context
+	out    chan *message.Message
+	stop   chan struct{}
+	fields watermill.LogFields
+	subs   []*natsgo.Subscription
+
+	// mu is held, shared, by running callbacks; done is set, exclusively,
+	// before out is closed.
+	mu   sync.RWMutex
+	done bool
+}
+
+func (sc *subscription) unsubscribe() {
+	for _, sub := range sc.subs {
+		// An ephemeral consumer is deleted with its last subscription; a
+		// group's durable one was not created by the client and stays.
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
+			sc.s.b.cfg.Logger.Error("Cannot unsubscribe", err, sc.fields)
+		}
+	}
+}
+
+// handle hands one message to the channel and acknowledges it as the
+// consumer does. A message not handed over, or not acknowledged within
+// AckWaitTimeout, is redelivered by JetStream.
+func (sc *subscription) handle(m *natsgo.Msg) {
+	sc.mu.RLock()
+	defer sc.mu.RUnlock()
+	if sc.done {
+		return
+	}
+	logger := sc.s.b.cfg.Logger
+	msg, err := (&wmnats.NATSMarshaler{}).Unmarshal(m)
+	if err != nil {
+		// Redelivering cannot help: terminate it.
+		logger.Error("Cannot read message; terminating it", err, sc.fields)
+		if err := m.Term(); err != nil {
+			logger.Error("Cannot terminate message", err, sc.fields)
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(sc.ctx)
+	defer cancel()
+	msg.SetContext(ctx)
+	select {
+	case sc.out <- msg:
+	case <-sc.stop:
+		return
+	}
+	timeout := time.NewTimer(sc.s.b.cfg.AckWaitTimeout)
+	defer timeout.Stop()
+	select {
+	case <-msg.Acked():
+		if sc.s.b.cfg.AckAsync {
+			err = m.Ack()
+		} else {
+			err = m.AckSync()
+		}
+		if err != nil {
+			logger.Error("Cannot acknowledge message; it will be redelivered", err, sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
+		}
+	case <-msg.Nacked():
+		if err := m.Nak(); err != nil {
+			logger.Error("Cannot nack message; it will be redelivered after the ack wait", err, sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
+		}
+	case <-timeout.C:
+		logger.Info("Message not acknowledged within the ack wait; JetStream redelivers it", sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
+	case <-sc.stop:
+	}
+}
