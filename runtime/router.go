@@ -211,6 +211,13 @@ func WithName(name string) HandlerOption {
 	return func(s *HandlerSpec) { s.Name = name }
 }
 
+// WithTopic subscribes the handler to topic instead of the schema's: for a
+// topic per tenant or per test run, or one renamed at the broker. Messages
+// on it are still dispatched by their type.
+func WithTopic(topic string) HandlerOption {
+	return func(s *HandlerSpec) { s.Topic = topic }
+}
+
 // WithDelivery overrides the schema's delivery policy of every route, field
 // by field: the non-zero fields of p replace the schema's, the others (the
 // consumer group, say) stay as the schema declares them.
