@@ -164,7 +164,13 @@ func openMem(_ context.Context, u *url.URL, opts BrokerOptions) (*Broker, error)
 	}
 	return &Broker{
 		Publisher:     bus,
-		NewSubscriber: func(string) (message.Subscriber, error) { return bus, nil },
+		NewSubscriber: func(string) (message.Subscriber, error) { return sharedSubscriber{bus}, nil },
 		Close:         bus.Close,
 	}, nil
 }
+
+// sharedSubscriber is the embedded bus handed to every consumer group:
+// closing it (a Router does when it stops) leaves the bus to Broker.Close.
+type sharedSubscriber struct{ message.Subscriber }
+
+func (sharedSubscriber) Close() error { return nil }

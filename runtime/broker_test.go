@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/protoc-gen-eda/eda/runtime"
 )
@@ -76,4 +77,35 @@ func TestRegisterBroker(t *testing.T) {
 		}
 	}()
 	runtime.RegisterBroker("test-broker", func(context.Context, *url.URL, runtime.BrokerOptions) (*runtime.Broker, error) { return nil, nil })
+}
+
+// TestRouterLeavesSharedMemBus stops a router on mem://: the bus it shares
+// with the publisher stays open.
+func TestRouterLeavesSharedMemBus(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b, err := runtime.OpenBroker(ctx, "mem://", runtime.BrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	router, err := runtime.NewRouter(runtime.RouterConfig{NewSubscriber: b.NewSubscriber, Publisher: b.Publisher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := &runtime.MessageType{Name: "t.Pinged", Version: 1, Topic: "t.pings"}
+	if err := router.AddHandler(runtime.HandlerSpec{Name: "h", Topic: typ.Topic, Routes: []runtime.Route{
+		runtime.On(typ, func(context.Context, *emptypb.Empty) error { return nil }),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- router.Run(ctx) }()
+	<-router.Running()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publisher.Publish("t.pings", message.NewMessage("1", nil)); err != nil {
+		t.Errorf("publish after the router stopped: %v", err)
+	}
 }

@@ -89,6 +89,8 @@ type Router struct {
 	groups map[string]string
 	// dedup is nil without RouterConfig.DedupStore.
 	dedup *Deduplicator
+	// subs are the subscribers NewSubscriber returned, closed by Run.
+	subs []message.Subscriber
 }
 
 // NewRouter returns a Router.
@@ -118,7 +120,23 @@ func (r *Router) ConsumerGroup(handler string) string {
 }
 
 // Run runs the handlers until ctx is done or Close is called.
-func (r *Router) Run(ctx context.Context) error { return r.router.Run(ctx) }
+// Subscribers the router got from RouterConfig.NewSubscriber are closed
+// when it returns: a subscriber still closing could otherwise take one more
+// message that no handler will acknowledge (on Redis it then waits for
+// another consumer to claim it).
+func (r *Router) Run(ctx context.Context) error {
+	err := r.router.Run(ctx)
+	var errs []error
+	for _, sub := range r.subs {
+		if cerr := sub.Close(); cerr != nil {
+			errs = append(errs, cerr)
+		}
+	}
+	if err == nil && len(errs) > 0 {
+		return fmt.Errorf("close subscribers: %w", errors.Join(errs...))
+	}
+	return err
+}
 
 // Running is closed when every handler is subscribed.
 func (r *Router) Running() chan struct{} { return r.router.Running() }
@@ -287,6 +305,7 @@ func (r *Router) AddHandler(spec HandlerSpec, opts ...HandlerOption) error {
 		if sub, err = r.cfg.NewSubscriber(group); err != nil {
 			return fmt.Errorf("handler %s: subscriber for consumer group %s: %w", spec.Name, group, err)
 		}
+		r.subs = append(r.subs, sub)
 	}
 	throttle := newThrottle(subscription.MaxPerSecond)
 	// Watermill's router runs every message it receives on a goroutine of its
