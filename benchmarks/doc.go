@@ -32,6 +32,16 @@
 //     benchmarks it runs with `go test ./benchmarks/` (about 10 s: it builds
 //     eda and runs both tools once). Both are skipped without buf.
 //
+//   - BenchmarkConsume reads and acknowledges OrderPlaced events on each
+//     real broker (NATS JetStream, Redis Streams, RabbitMQ, PostgreSQL;
+//     each skipped without its EDA_TEST_*_URL, and no Kafka variant):
+//     every round publishes 2,000 events with the generated publisher,
+//     untimed, then a runtime.Router with the generated handler ("gen") and
+//     the same broker's Watermill subscriber with proto.Unmarshal and Ack
+//     ("raw") each consume them in a consumer group of their own, taking
+//     turns. It reports both throughputs and their same-run ratio, by wall
+//     time ("gen/raw") and by the process's CPU time ("gen/raw-cpu").
+//
 // Run them from the repository root (about five minutes on two
 // cores), then benchstat from outside the module, so that `go run` leaves
 // go.mod alone; 6 samples or more give confidence intervals:
