@@ -14,6 +14,14 @@
 //	go run ./examples/orders -store sqlite://orders.db
 //	go run ./examples/orders -store postgres://postgres@127.0.0.1:5432/test
 //
+// The bus is the embedded one by default; the same service runs on a real
+// broker by changing its URL (nats://, redis://, amqp://, postgres://):
+//
+//	go run ./examples/orders -broker nats://127.0.0.1:4222
+//
+// On a broker the consumer groups are durable: a group resumes where the
+// last run left it, and a new group starts from the topic's history.
+//
 // Regenerate the code first with `go run ./cmd/eda generate`.
 package main
 
@@ -29,15 +37,19 @@ import (
 
 	ordersv1 "github.com/protoc-gen-eda/eda/examples/orders/gen/shop/orders/v1"
 	"github.com/protoc-gen-eda/eda/runtime"
-	"github.com/protoc-gen-eda/eda/runtime/mem"
+	_ "github.com/protoc-gen-eda/eda/runtime/amqp"
+	_ "github.com/protoc-gen-eda/eda/runtime/nats"
+	_ "github.com/protoc-gen-eda/eda/runtime/redisstream"
+	_ "github.com/protoc-gen-eda/eda/runtime/sqlbroker"
 )
 
 func main() {
 	storeURL := flag.String("store", "sqlite://:memory:", "event store URL: sqlite://PATH, sqlite://:memory:, postgres://..., or mem://")
+	brokerURL := flag.String("broker", "mem://", "broker URL: mem://, nats://..., redis://..., amqp://... or postgres://...")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := run(ctx, os.Stdout, *storeURL); err != nil {
+	if err := run(ctx, os.Stdout, *storeURL, *brokerURL); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -45,7 +57,7 @@ func main() {
 // run wires the service, sends five commands and waits for their effects:
 // four events and one dead letter. Then it loads an order back from the
 // store.
-func run(ctx context.Context, w io.Writer, storeURL string) error {
+func run(ctx context.Context, w io.Writer, storeURL, brokerURL string) error {
 	// Handlers run on their own goroutines and share the output.
 	out := &lockedWriter{w: w}
 	store, err := openStore(ctx, storeURL)
@@ -53,15 +65,16 @@ func run(ctx context.Context, w io.Writer, storeURL string) error {
 		return err
 	}
 	defer store.Close()
-	bus, err := mem.New(mem.Config{})
+	bus, err := runtime.OpenBroker(ctx, brokerURL, runtime.BrokerOptions{})
 	if err != nil {
 		return err
 	}
-	pub, err := runtime.NewPublisher(bus, runtime.PublisherConfig{Source: "examples/orders"})
+	defer bus.Close()
+	pub, err := runtime.NewPublisher(bus.Publisher, runtime.PublisherConfig{Source: "examples/orders"})
 	if err != nil {
 		return err
 	}
-	router, err := runtime.NewRouter(runtime.RouterConfig{Subscriber: bus, Publisher: bus})
+	router, err := runtime.NewRouter(runtime.RouterConfig{NewSubscriber: bus.NewSubscriber, Publisher: bus.Publisher})
 	if err != nil {
 		return err
 	}
@@ -69,7 +82,7 @@ func run(ctx context.Context, w io.Writer, storeURL string) error {
 	if err != nil {
 		return err
 	}
-	relay, err := runtime.NewRelay(store, runtime.RelayConfig{Publisher: bus})
+	relay, err := runtime.NewRelay(store, runtime.RelayConfig{Publisher: bus.Publisher})
 	if err != nil {
 		return err
 	}
@@ -83,7 +96,11 @@ func run(ctx context.Context, w io.Writer, storeURL string) error {
 	if err := ordersv1.RegisterOrderEventHandler(router, &notifier{out: out, seen: seen}); err != nil {
 		return err
 	}
-	deadLetters, err := bus.Subscribe(ctx, runtime.DefaultDeadLetterTopic)
+	dlq, err := bus.NewSubscriber("examples-orders-dead-letters")
+	if err != nil {
+		return err
+	}
+	deadLetters, err := dlq.Subscribe(ctx, runtime.DefaultDeadLetterTopic)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 )
 
@@ -23,12 +25,14 @@ var wantOutput = []string{
 	"order-1 is ORDER_STATUS_SHIPPED at version 2",
 }
 
-func runAndCheck(t *testing.T, storeURL string) {
+func runAndCheck(t *testing.T, storeURL string) { runOn(t, storeURL, "mem://") }
+
+func runOn(t *testing.T, storeURL, brokerURL string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, &out, storeURL); err != nil {
+	if err := run(ctx, &out, storeURL, brokerURL); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
@@ -54,8 +58,31 @@ func TestRunPostgres(t *testing.T) {
 }
 
 func TestUnknownStore(t *testing.T) {
-	err := run(context.Background(), &bytes.Buffer{}, "redis://localhost")
+	err := run(context.Background(), &bytes.Buffer{}, "redis://localhost", "mem://")
 	if err == nil || !strings.Contains(err.Error(), `unknown scheme "redis"`) {
 		t.Errorf("err = %v, want an unknown scheme error", err)
+	}
+}
+
+// The same service on NATS JetStream, changing only the broker URL. The
+// server runs in the test, fresh, so no earlier run's messages wait in the
+// durable consumer groups.
+func TestRunOnNATS(t *testing.T) {
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the in-process NATS server did not start")
+	}
+	runOn(t, "sqlite://:memory:", s.ClientURL())
+}
+
+func TestUnknownBroker(t *testing.T) {
+	err := run(context.Background(), &bytes.Buffer{}, "sqlite://:memory:", "pigeon://coop")
+	if err == nil || !strings.Contains(err.Error(), "unknown broker scheme") {
+		t.Errorf("err = %v, want an unknown broker scheme error", err)
 	}
 }
