@@ -3,7 +3,6 @@ package amqp_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -19,35 +18,8 @@ import (
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
 	"github.com/protoc-gen-eda/eda/runtime/amqp"
+	"github.com/protoc-gen-eda/eda/runtime/brokertest"
 )
-
-// withParams adds query parameters to the test URL.
-func withParams(t *testing.T, raw, params string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.RawQuery != "" && params != "" {
-		u.RawQuery += "&"
-	}
-	u.RawQuery += params
-	return u.String()
-}
-
-func openBroker(t *testing.T, rawURL string) *runtime.Broker {
-	t.Helper()
-	b, err := runtime.OpenBroker(context.Background(), rawURL, runtime.BrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Errorf("close broker: %v", err)
-		}
-	})
-	return b
-}
 
 // deleteTopology deletes the queues and exchanges tests created, over a
 // connection of its own.
@@ -188,53 +160,6 @@ func TestPubSub(t *testing.T) {
 	)
 }
 
-// placedRecorder handles OrderPlaced events of one test run, recording
-// them; events of other runs, on the shared exchange, are acknowledged
-// and ignored.
-type placedRecorder struct {
-	ordersv1.UnimplementedOrderEventHandler
-	run string
-	ch  chan edatest.Received[*ordersv1.OrderPlaced]
-}
-
-func (h *placedRecorder) HandleOrderPlaced(ctx context.Context, e *ordersv1.OrderPlaced) error {
-	if !strings.HasPrefix(e.GetOrderId(), h.run) {
-		return nil
-	}
-	// Long enough that both consumers of a group get a share.
-	time.Sleep(5 * time.Millisecond)
-	return edatest.Record(ctx, h.ch, e)
-}
-
-// startRouter runs a router on b with the order event handler in
-// consumer group group.
-func startRouter(t *testing.T, b *runtime.Broker, group string, h *placedRecorder) {
-	t.Helper()
-	router, err := runtime.NewRouter(runtime.RouterConfig{NewSubscriber: b.NewSubscriber, Publisher: b.Publisher, CloseTimeout: edatest.Timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ordersv1.RegisterOrderEventHandler(router, h, runtime.WithName(group)); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- router.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("router: %v", err)
-		}
-	})
-	select {
-	case <-router.Running():
-	case err := <-done:
-		t.Fatalf("router stopped: %v", err)
-	case <-time.After(edatest.Timeout):
-		t.Fatal("router did not start")
-	}
-}
-
 // TestGeneratedRoundTrip publishes with a generated publisher to routers
 // running generated handlers: two instances of one consumer group share the
 // messages, each handled once, another group gets every one, and the
@@ -250,102 +175,12 @@ func TestGeneratedRoundTrip(t *testing.T) {
 		})
 	})
 
-	// Each broker is a service instance with its own connection.
-	const n = 20
-	a1 := &placedRecorder{run: run, ch: make(chan edatest.Received[*ordersv1.OrderPlaced], n)}
-	a2 := &placedRecorder{run: run, ch: make(chan edatest.Received[*ordersv1.OrderPlaced], n)}
-	bb := &placedRecorder{run: run, ch: make(chan edatest.Received[*ordersv1.OrderPlaced], n)}
-	startRouter(t, openBroker(t, base), groupA, a1)
-	startRouter(t, openBroker(t, base), groupA, a2)
-	startRouter(t, openBroker(t, base), groupB, bb)
-
-	pb := openBroker(t, base)
-	pub, err := runtime.NewPublisher(pb.Publisher, runtime.PublisherConfig{Source: "amqp-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := ordersv1.NewOrderEventPublisher(pub)
-	ctx := runtime.WithCorrelationID(context.Background(), run+"corr")
-	for i := range n {
-		if err := events.PublishOrderPlaced(ctx, &ordersv1.OrderPlaced{OrderId: fmt.Sprintf("%s%02d", run, i), CustomerId: "alice"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	checkGroups(t, n, run, [][]chan edatest.Received[*ordersv1.OrderPlaced]{{a1.ch, a2.ch}, {bb.ch}})
-}
-
-// checkGroups receives n events for each group, from its instances' channels, checks
-// each event arrived once per group with its envelope, and that every
-// instance of a group got a share.
-func checkGroups(t *testing.T, n int, run string, groups [][]chan edatest.Received[*ordersv1.OrderPlaced]) {
-	t.Helper()
-	for gi, instances := range groups {
-		seen := map[string]int{}
-		perInstance := make([]int, len(instances))
-		deadline := time.After(2 * edatest.Timeout)
-		for got := 0; got < n; got++ {
-			var r edatest.Received[*ordersv1.OrderPlaced]
-			var from int
-			select {
-			case r = <-instances[0]:
-			case r = <-orNil(instances, 1):
-				from = 1
-			case <-deadline:
-				t.Fatalf("group %d: %d of %d events received", gi, got, n)
-			}
-			seen[r.Msg.GetOrderId()]++
-			perInstance[from]++
-			checkEnvelope(t, r, run)
-		}
-		// Anything more within a moment is a duplicate.
-		for _, ch := range instances {
-			select {
-			case r := <-ch:
-				t.Errorf("group %d: %s handled again", gi, r.Msg.GetOrderId())
-			case <-time.After(300 * time.Millisecond):
-			}
-		}
-		for id, c := range seen {
-			if c != 1 {
-				t.Errorf("group %d: %s handled %d times, want once", gi, id, c)
-			}
-		}
-		if len(seen) != n {
-			t.Errorf("group %d: %d distinct events, want %d", gi, len(seen), n)
-		}
-		for i, c := range perInstance {
-			if c == 0 {
-				t.Errorf("group %d: instance %d handled none of %d events: consumers do not share", gi, i, n)
-			}
-		}
-	}
-}
-
-func orNil[T any](chs []chan T, i int) chan T {
-	if i < len(chs) {
-		return chs[i]
-	}
-	return nil
-}
-
-func checkEnvelope(t *testing.T, r edatest.Received[*ordersv1.OrderPlaced], run string) {
-	t.Helper()
-	env := r.Env
-	if env == nil {
-		t.Fatalf("%s: no envelope in the handler's context", r.Msg.GetOrderId())
-	}
-	if env.Type != ordersv1.OrderPlacedEventType || env.Source == "" || env.ID == "" ||
-		env.CorrelationID != run+"corr" || env.Subject != r.Msg.GetOrderId() ||
-		env.PartitionKey != "alice" || env.ContentType != runtime.ContentTypeProtobuf ||
-		env.AggregateType != ordersv1.OrderAggregateType || env.Time.IsZero() {
-		t.Errorf("%s: envelope %+v lost metadata", r.Msg.GetOrderId(), env)
-	}
+	brokertest.GroupRoundTrip(t, base, run, groupA, groupB, "amqp-test")
 }
 
 // TestNewSubscriberNeedsGroup: without a group there is no queue to name.
 func TestNewSubscriberNeedsGroup(t *testing.T) {
-	b := openBroker(t, edatest.ServiceURL(t, edatest.AMQPURLEnv))
+	b := brokertest.OpenBroker(t, edatest.ServiceURL(t, edatest.AMQPURLEnv))
 	if _, err := b.NewSubscriber(""); err == nil || !strings.Contains(err.Error(), "needs a consumer group") {
 		t.Errorf("NewSubscriber(\"\") = %v, want an error asking for a group", err)
 	}
@@ -372,7 +207,7 @@ func TestPublishRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := openBroker(t, base)
+	b := brokertest.OpenBroker(t, base)
 	err = b.Publisher.Publish(bad, message.NewMessage("m1", nil))
 	if err == nil || !strings.Contains(err.Error(), "declare exchange") || !strings.Contains(err.Error(), "PRECONDITION_FAILED") {
 		t.Errorf("Publish to a direct exchange = %v, want a refused declaration", err)
@@ -403,7 +238,7 @@ func TestPublishBatch(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.AMQPURLEnv)
 	topic := "eda-amqp-batch-" + watermill.NewShortUUID()
 	t.Cleanup(func() { deleteTopology(t, base, []string{topic}, []string{amqp.QueueName(topic, "g")}) })
-	b := openBroker(t, withParams(t, base, "prefetch=100"))
+	b := brokertest.OpenBroker(t, brokertest.WithParams(t, base, "prefetch=100"))
 	sub, err := b.NewSubscriber("g")
 	if err != nil {
 		t.Fatal(err)
@@ -451,11 +286,11 @@ func mustParse(t *testing.T, raw string) *url.URL {
 func TestOpenErrors(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.AMQPURLEnv)
 	tests := []struct{ url, want string }{
-		{withParams(t, base, "prefetch=lots"), `prefetch="lots": want a count`},
-		{withParams(t, base, "prefetch=0"), `prefetch="0"`},
-		{withParams(t, base, "heartbeat=soon"), `heartbeat="soon": want a positive Go duration`},
-		{withParams(t, base, "connect_timeout=-1s"), `connect_timeout="-1s"`},
-		{withParams(t, base, "fast=1"), `no parameter "fast" (this package knows prefetch`},
+		{brokertest.WithParams(t, base, "prefetch=lots"), `prefetch="lots": want a count`},
+		{brokertest.WithParams(t, base, "prefetch=0"), `prefetch="0"`},
+		{brokertest.WithParams(t, base, "heartbeat=soon"), `heartbeat="soon": want a positive Go duration`},
+		{brokertest.WithParams(t, base, "connect_timeout=-1s"), `connect_timeout="-1s"`},
+		{brokertest.WithParams(t, base, "fast=1"), `no parameter "fast" (this package knows prefetch`},
 		{"amqp://127.0.0.1:port/", `invalid port`},
 		// Nothing listens on port 1: refused at once.
 		{"amqp://guest:s3cret@127.0.0.1:1/", "amqp://guest:xxxxx@127.0.0.1:1/: AMQP server at 127.0.0.1:1 unreachable"},
@@ -481,7 +316,7 @@ func TestOpenErrors(t *testing.T) {
 // TestOpenUnreachableIsBounded: a server that accepts connections and
 // never answers fails Open within connect_timeout, the password redacted.
 func TestOpenUnreachableIsBounded(t *testing.T) {
-	addr := silentServer(t)
+	addr := brokertest.SilentServer(t)
 	u := "amqp://user:s3cret@" + addr + "/?connect_timeout=500ms"
 	start := time.Now()
 	_, err := runtime.OpenBroker(context.Background(), u, runtime.BrokerOptions{})
@@ -498,36 +333,4 @@ func TestOpenUnreachableIsBounded(t *testing.T) {
 	if took < 400*time.Millisecond || took > 3*time.Second {
 		t.Errorf("took %s with connect_timeout=500ms", took)
 	}
-}
-
-// silentServer listens on a local port, accepts connections and never
-// answers, as a hung server does.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return l.Addr().String()
 }

@@ -3,10 +3,8 @@ package redisstream_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,36 +16,9 @@ import (
 	ordersv1 "github.com/protoc-gen-eda/eda/examples/orders/gen/shop/orders/v1"
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"github.com/protoc-gen-eda/eda/runtime/brokertest"
 	"github.com/protoc-gen-eda/eda/runtime/redisstream"
 )
-
-// withParams adds query parameters to the test URL.
-func withParams(t *testing.T, raw, params string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.RawQuery != "" && params != "" {
-		u.RawQuery += "&"
-	}
-	u.RawQuery += params
-	return u.String()
-}
-
-func openBroker(t *testing.T, rawURL string) *runtime.Broker {
-	t.Helper()
-	b, err := runtime.OpenBroker(context.Background(), rawURL, runtime.BrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Errorf("close broker: %v", err)
-		}
-	})
-	return b
-}
 
 // rawClient is a plain client, to look at and clean up what tests create.
 func rawClient(t *testing.T, rawURL string) *redis.Client {
@@ -69,7 +40,7 @@ func rawClient(t *testing.T, rawURL string) *redis.Client {
 // to the next one.
 func TestPubSub(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.RedisURLEnv)
-	rawURL := withParams(t, base, "block=10ms&claim_interval=3s&max_idle=5s")
+	rawURL := brokertest.WithParams(t, base, "block=10ms&claim_interval=3s&max_idle=5s")
 	prefix := "eda-redisstream-suite-" + watermill.NewShortUUID() + "-"
 	client := rawClient(t, base)
 	t.Cleanup(func() { deleteKeys(t, client, prefix+"*") })
@@ -138,53 +109,6 @@ func deleteKeys(t *testing.T, c *redis.Client, pattern string) {
 	}
 }
 
-// placedRecorder handles OrderPlaced events of one test run, recording
-// them; events of other runs, left in the shared stream, are acknowledged
-// and ignored.
-type placedRecorder struct {
-	ordersv1.UnimplementedOrderEventHandler
-	run string
-	ch  chan edatest.Received[*ordersv1.OrderPlaced]
-}
-
-func (h *placedRecorder) HandleOrderPlaced(ctx context.Context, e *ordersv1.OrderPlaced) error {
-	if !strings.HasPrefix(e.GetOrderId(), h.run) {
-		return nil
-	}
-	// Long enough that both consumers of a group get a share.
-	time.Sleep(5 * time.Millisecond)
-	return edatest.Record(ctx, h.ch, e)
-}
-
-// startRouter runs a router on b with the order event handler in
-// consumer group group.
-func startRouter(t *testing.T, b *runtime.Broker, group string, h *placedRecorder) {
-	t.Helper()
-	router, err := runtime.NewRouter(runtime.RouterConfig{NewSubscriber: b.NewSubscriber, Publisher: b.Publisher, CloseTimeout: edatest.Timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ordersv1.RegisterOrderEventHandler(router, h, runtime.WithName(group)); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- router.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("router: %v", err)
-		}
-	})
-	select {
-	case <-router.Running():
-	case err := <-done:
-		t.Fatalf("router stopped: %v", err)
-	case <-time.After(edatest.Timeout):
-		t.Fatal("router did not start")
-	}
-}
-
 // TestGeneratedRoundTrip publishes with a generated publisher to routers
 // running generated handlers: two instances of one consumer group share the
 // messages, each handled once, another group gets every one, and the
@@ -192,7 +116,7 @@ func startRouter(t *testing.T, b *runtime.Broker, group string, h *placedRecorde
 func TestGeneratedRoundTrip(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.RedisURLEnv)
 	// maxlen bounds what the shared stream keeps from earlier runs.
-	rawURL := withParams(t, base, "maxlen=1000&block=20ms")
+	rawURL := brokertest.WithParams(t, base, "maxlen=1000&block=20ms")
 	run := "rt-" + watermill.NewShortUUID() + "-"
 	groupA, groupB := "eda-test-"+run+"a", "eda-test-"+run+"b"
 	client := rawClient(t, base)
@@ -204,103 +128,13 @@ func TestGeneratedRoundTrip(t *testing.T) {
 		}
 	})
 
-	// Each broker is a service instance with its own connections.
-	const n = 20
-	a1 := &placedRecorder{run: run, ch: make(chan edatest.Received[*ordersv1.OrderPlaced], n)}
-	a2 := &placedRecorder{run: run, ch: make(chan edatest.Received[*ordersv1.OrderPlaced], n)}
-	bb := &placedRecorder{run: run, ch: make(chan edatest.Received[*ordersv1.OrderPlaced], n)}
-	startRouter(t, openBroker(t, rawURL), groupA, a1)
-	startRouter(t, openBroker(t, rawURL), groupA, a2)
-	startRouter(t, openBroker(t, rawURL), groupB, bb)
-
-	pb := openBroker(t, rawURL)
-	pub, err := runtime.NewPublisher(pb.Publisher, runtime.PublisherConfig{Source: "redisstream-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := ordersv1.NewOrderEventPublisher(pub)
-	ctx := runtime.WithCorrelationID(context.Background(), run+"corr")
-	for i := range n {
-		if err := events.PublishOrderPlaced(ctx, &ordersv1.OrderPlaced{OrderId: fmt.Sprintf("%s%02d", run, i), CustomerId: "alice"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	checkGroups(t, n, run, [][]chan edatest.Received[*ordersv1.OrderPlaced]{{a1.ch, a2.ch}, {bb.ch}})
-}
-
-// checkGroups receives n events for each group, from its instances' channels, checks
-// each event arrived once per group with its envelope, and that every
-// instance of a group got a share.
-func checkGroups(t *testing.T, n int, run string, groups [][]chan edatest.Received[*ordersv1.OrderPlaced]) {
-	t.Helper()
-	for gi, instances := range groups {
-		seen := map[string]int{}
-		perInstance := make([]int, len(instances))
-		deadline := time.After(2 * edatest.Timeout)
-		for got := 0; got < n; got++ {
-			var r edatest.Received[*ordersv1.OrderPlaced]
-			var from int
-			select {
-			case r = <-instances[0]:
-			case r = <-orNil(instances, 1):
-				from = 1
-			case <-deadline:
-				t.Fatalf("group %d: %d of %d events received", gi, got, n)
-			}
-			seen[r.Msg.GetOrderId()]++
-			perInstance[from]++
-			checkEnvelope(t, r, run)
-		}
-		// Anything more within a moment is a duplicate.
-		for _, ch := range instances {
-			select {
-			case r := <-ch:
-				t.Errorf("group %d: %s handled again", gi, r.Msg.GetOrderId())
-			case <-time.After(300 * time.Millisecond):
-			}
-		}
-		for id, c := range seen {
-			if c != 1 {
-				t.Errorf("group %d: %s handled %d times, want once", gi, id, c)
-			}
-		}
-		if len(seen) != n {
-			t.Errorf("group %d: %d distinct events, want %d", gi, len(seen), n)
-		}
-		for i, c := range perInstance {
-			if c == 0 {
-				t.Errorf("group %d: instance %d handled none of %d events: consumers do not share", gi, i, n)
-			}
-		}
-	}
-}
-
-func orNil[T any](chs []chan T, i int) chan T {
-	if i < len(chs) {
-		return chs[i]
-	}
-	return nil
-}
-
-func checkEnvelope(t *testing.T, r edatest.Received[*ordersv1.OrderPlaced], run string) {
-	t.Helper()
-	env := r.Env
-	if env == nil {
-		t.Fatalf("%s: no envelope in the handler's context", r.Msg.GetOrderId())
-	}
-	if env.Type != ordersv1.OrderPlacedEventType || env.Source == "" || env.ID == "" ||
-		env.CorrelationID != run+"corr" || env.Subject != r.Msg.GetOrderId() ||
-		env.PartitionKey != "alice" || env.ContentType != runtime.ContentTypeProtobuf ||
-		env.AggregateType != ordersv1.OrderAggregateType || env.Time.IsZero() {
-		t.Errorf("%s: envelope %+v lost metadata", r.Msg.GetOrderId(), env)
-	}
+	brokertest.GroupRoundTrip(t, rawURL, run, groupA, groupB, "redisstream-test")
 }
 
 // TestNewSubscriberNeedsGroup: without a group there is no Redis consumer
 // group to compete in.
 func TestNewSubscriberNeedsGroup(t *testing.T) {
-	b := openBroker(t, edatest.ServiceURL(t, edatest.RedisURLEnv))
+	b := brokertest.OpenBroker(t, edatest.ServiceURL(t, edatest.RedisURLEnv))
 	if _, err := b.NewSubscriber(""); err == nil || !strings.Contains(err.Error(), "needs a consumer group") {
 		t.Errorf("NewSubscriber(\"\") = %v, want an error asking for a group", err)
 	}
@@ -313,7 +147,7 @@ func TestStartLatest(t *testing.T) {
 	topic := "eda-redisstream-latest-" + watermill.NewShortUUID()
 	client := rawClient(t, base)
 	t.Cleanup(func() { deleteKeys(t, client, topic) })
-	b := openBroker(t, withParams(t, base, "start=latest&block=10ms"))
+	b := brokertest.OpenBroker(t, brokertest.WithParams(t, base, "start=latest&block=10ms"))
 	if err := b.Publisher.Publish(topic, message.NewMessage("old", nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +175,7 @@ func TestMaxLen(t *testing.T) {
 	topic := "eda-redisstream-maxlen-" + watermill.NewShortUUID()
 	client := rawClient(t, base)
 	t.Cleanup(func() { deleteKeys(t, client, topic) })
-	b := openBroker(t, withParams(t, base, "maxlen=10"))
+	b := brokertest.OpenBroker(t, brokertest.WithParams(t, base, "maxlen=10"))
 	// Approximate trimming drops whole nodes of 100 entries by default.
 	for i := range 1000 {
 		if err := b.Publisher.Publish(topic, message.NewMessage(fmt.Sprint(i), nil)); err != nil {
@@ -364,9 +198,9 @@ func TestClaimDeadConsumer(t *testing.T) {
 	topic := "eda-redisstream-claim-" + watermill.NewShortUUID()
 	client := rawClient(t, base)
 	t.Cleanup(func() { deleteKeys(t, client, topic) })
-	rawURL := withParams(t, base, "block=10ms&claim_interval=100ms&max_idle=500ms")
+	rawURL := brokertest.WithParams(t, base, "block=10ms&claim_interval=100ms&max_idle=500ms")
 
-	dead := openBroker(t, rawURL)
+	dead := brokertest.OpenBroker(t, rawURL)
 	sub, err := dead.NewSubscriber("g")
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +220,7 @@ func TestClaimDeadConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	live := openBroker(t, rawURL)
+	live := brokertest.OpenBroker(t, rawURL)
 	sub2, err := live.NewSubscriber("g")
 	if err != nil {
 		t.Fatal(err)
@@ -407,12 +241,12 @@ func TestClaimDeadConsumer(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.RedisURLEnv)
 	tests := []struct{ url, want string }{
-		{withParams(t, base, "maxlen=lots"), `maxlen="lots": want a number`},
-		{withParams(t, base, "maxlen=-1"), `maxlen="-1"`},
-		{withParams(t, base, "block=soon"), `block="soon": want a positive Go duration`},
-		{withParams(t, base, "claim_interval=0s"), `claim_interval="0s"`},
-		{withParams(t, base, "start=middle"), `start="middle": want earliest or latest`},
-		{withParams(t, base, "fast=1"), `unexpected option: fast (this package knows maxlen`},
+		{brokertest.WithParams(t, base, "maxlen=lots"), `maxlen="lots": want a number`},
+		{brokertest.WithParams(t, base, "maxlen=-1"), `maxlen="-1"`},
+		{brokertest.WithParams(t, base, "block=soon"), `block="soon": want a positive Go duration`},
+		{brokertest.WithParams(t, base, "claim_interval=0s"), `claim_interval="0s"`},
+		{brokertest.WithParams(t, base, "start=middle"), `start="middle": want earliest or latest`},
+		{brokertest.WithParams(t, base, "fast=1"), `unexpected option: fast (this package knows maxlen`},
 		{"redis://127.0.0.1:6379/zero", `invalid database number`},
 		// Nothing listens on port 1: refused at once.
 		{"redis://:s3cret@127.0.0.1:1/0", "redis at 127.0.0.1:1 does not answer"},
@@ -436,7 +270,7 @@ func TestOpenErrors(t *testing.T) {
 // TestOpenUnreachableIsBounded: a server that accepts connections and
 // never answers fails Open within connect_timeout, the password redacted.
 func TestOpenUnreachableIsBounded(t *testing.T) {
-	addr := silentServer(t)
+	addr := brokertest.SilentServer(t)
 	u := "redis://user:s3cret@" + addr + "/0?connect_timeout=500ms"
 	start := time.Now()
 	_, err := runtime.OpenBroker(context.Background(), u, runtime.BrokerOptions{})
@@ -453,38 +287,6 @@ func TestOpenUnreachableIsBounded(t *testing.T) {
 	if took < 400*time.Millisecond || took > 3*time.Second {
 		t.Errorf("took %s with connect_timeout=500ms", took)
 	}
-}
-
-// silentServer listens on a local port, accepts connections and never
-// answers, as a hung server does.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return l.Addr().String()
 }
 
 func TestParseURL(t *testing.T) {

@@ -15,25 +15,12 @@ import (
 	ordersv1 "github.com/protoc-gen-eda/eda/examples/orders/gen/shop/orders/v1"
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"github.com/protoc-gen-eda/eda/runtime/brokertest"
 	"github.com/protoc-gen-eda/eda/runtime/sqlbroker"
 )
 
 // testParams make delivery quick in tests.
 const testParams = "&poll_interval=10ms&resend_interval=10ms"
-
-func openBroker(t *testing.T, rawURL string) *runtime.Broker {
-	t.Helper()
-	b, err := runtime.OpenBroker(context.Background(), rawURL, runtime.BrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return b
-}
 
 // startRouter runs a router on b with the handlers register adds, until the
 // test ends.
@@ -86,7 +73,7 @@ func newPublisher(t *testing.T, b *runtime.Broker) *ordersv1.OrderEventPublisher
 }
 
 func TestRoundTripCarriesEnvelope(t *testing.T) {
-	b := openBroker(t, edatest.PostgresSchemaURL(t, "sqlbroker_rt")+testParams)
+	b := brokertest.OpenBroker(t, edatest.PostgresSchemaURL(t, "sqlbroker_rt")+testParams)
 	h := placed{got: make(chan edatest.Received[*ordersv1.OrderPlaced], 1)}
 	startRouter(t, b, func(r *runtime.Router) error { return ordersv1.RegisterOrderEventHandler(r, h) })
 
@@ -129,11 +116,11 @@ func TestConsumerGroups(t *testing.T) {
 	other := make(chan edatest.Received[*ordersv1.OrderPlaced], events*2)
 	var instances []*runtime.Broker
 	for range 2 {
-		b := openBroker(t, rawURL)
+		b := brokertest.OpenBroker(t, rawURL)
 		instances = append(instances, b)
 		startRouter(t, b, func(r *runtime.Router) error { return ordersv1.RegisterOrderEventHandler(r, placed{got: shared}) })
 	}
-	startRouter(t, openBroker(t, rawURL), func(r *runtime.Router) error {
+	startRouter(t, brokertest.OpenBroker(t, rawURL), func(r *runtime.Router) error {
 		return ordersv1.RegisterOrderEventHandler(r, placed{got: other}, runtime.WithName("audit"))
 	})
 
@@ -159,7 +146,7 @@ func TestConsumerGroups(t *testing.T) {
 }
 
 func TestLongTopicNames(t *testing.T) {
-	b := openBroker(t, edatest.PostgresSchemaURL(t, "sqlbroker_long")+testParams)
+	b := brokertest.OpenBroker(t, edatest.PostgresSchemaURL(t, "sqlbroker_long")+testParams)
 	// Both names exceed PostgreSQL's 63 bytes once prefixed and share
 	// their first 63: truncation would put them in one table.
 	long := "com.example.a.rather.long.package.name.v1.SomeAggregate.events"
@@ -189,7 +176,7 @@ func TestLongTopicNames(t *testing.T) {
 }
 
 func TestSkipInitializeSchema(t *testing.T) {
-	b := openBroker(t, edatest.PostgresSchemaURL(t, "sqlbroker_noinit")+"&initialize_schema=false")
+	b := brokertest.OpenBroker(t, edatest.PostgresSchemaURL(t, "sqlbroker_noinit")+"&initialize_schema=false")
 	err := b.Publisher.Publish("orders", message.NewMessage("1", nil))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("publish without tables and initialize_schema=false = %v, want a missing-table error", err)
@@ -269,7 +256,7 @@ func TestConcurrentStart(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)
 	for i := range n {
-		b := openBroker(t, rawURL)
+		b := brokertest.OpenBroker(t, rawURL)
 		wg.Go(func() { errs <- b.Publisher.Publish("fresh", message.NewMessage(fmt.Sprint(i), nil)) })
 		wg.Go(func() {
 			sub, err := b.NewSubscriber("g")

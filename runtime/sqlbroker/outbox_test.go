@@ -9,6 +9,7 @@ import (
 	ordersv1 "github.com/protoc-gen-eda/eda/examples/orders/gen/shop/orders/v1"
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"github.com/protoc-gen-eda/eda/runtime/brokertest"
 	"github.com/protoc-gen-eda/eda/runtime/postgres"
 )
 
@@ -37,7 +38,7 @@ func (placeOnly) HandleCancelOrder(context.Context, *ordersv1.Order, *ordersv1.C
 // outbox row, reaches a handler through the relay and the broker.
 func TestOutboxRelayPublishesIntoBroker(t *testing.T) {
 	rawURL := edatest.PostgresSchemaURL(t, "sqlbroker_outbox")
-	b := openBroker(t, rawURL+testParams)
+	b := brokertest.OpenBroker(t, rawURL+testParams)
 
 	u, err := url.Parse(rawURL)
 	if err != nil {
