@@ -144,7 +144,7 @@ type broker struct {
 	initialized sync.Map
 
 	mu     sync.Mutex
-	subs   []*watermillsql.Subscriber
+	subs   []*subscriber
 	closed bool
 }
 
@@ -286,37 +286,64 @@ func (b *broker) newSubscriber(group string) (message.Subscriber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlbroker: %w", err)
 	}
-	b.subs = append(b.subs, s)
-	return subscriber{b: b, s: s}, nil
+	sub := &subscriber{b: b, s: s, closing: make(chan struct{})}
+	b.subs = append(b.subs, sub)
+	return sub, nil
 }
 
-// subscriber creates a topic's tables before subscribing to it.
+// subscriber creates a topic's tables before subscribing to it, and makes
+// Close return only once every subscription's channel is closed, as
+// Watermill's Subscriber contract asks: watermill-sql v3.1.0 marks a
+// subscription done just before it closes the channel, so its Close can
+// return with the channel still open.
 type subscriber struct {
-	b *broker
-	s *watermillsql.Subscriber
+	b       *broker
+	s       *watermillsql.Subscriber
+	closing chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
 }
 
 // Subscribe delivers topic's messages not yet acked by the subscriber's
 // consumer group, oldest first, until ctx ends or Close.
-func (s subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if err := s.b.initTopic(ctx, topic); err != nil {
 		return nil, err
 	}
-	ch, err := s.s.Subscribe(ctx, topic)
+	in, err := s.s.Subscribe(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("sqlbroker: subscribe to %s: %w", topic, err)
 	}
-	return ch, nil
+	out := make(chan *message.Message)
+	s.wg.Go(func() {
+		defer close(out)
+		for msg := range in {
+			select {
+			case out <- msg:
+			case <-s.closing:
+				// Nobody reads any more; the message was not acked, so
+				// the group gets it again.
+				msg.Nack()
+			}
+		}
+	})
+	return out, nil
 }
 
 // SubscribeInitialize creates topic's tables, as message.SubscribeInitializer
 // asks.
-func (s subscriber) SubscribeInitialize(topic string) error {
+func (s *subscriber) SubscribeInitialize(topic string) error {
 	return s.b.initTopic(context.Background(), topic)
 }
 
-// Close ends the subscriber's subscriptions and waits for them to stop.
-func (s subscriber) Close() error { return s.s.Close() }
+// Close ends the subscriber's subscriptions and waits for them to stop and
+// for their channels to close.
+func (s *subscriber) Close() error {
+	s.once.Do(func() { close(s.closing) })
+	err := s.s.Close()
+	s.wg.Wait()
+	return err
+}
 
 func (b *broker) close() error {
 	b.mu.Lock()
