@@ -176,6 +176,23 @@ func (ps *PubSub) lookup(name string, create bool) (*topic, error) {
 // the confirmations waiting for them. Each call creates an independent
 // subscription that receives every message of the topic (fan-out).
 func (ps *PubSub) Subscribe(ctx context.Context, topicName string) (<-chan *message.Message, error) {
+	return ps.subscribe(ctx, topicName, 0)
+}
+
+// SubscribePrefetch is Subscribe with up to n messages delivered before
+// the oldest of them is acked (runtime.PrefetchSubscriber). Messages are
+// delivered in publish order; a nacked one is delivered again after
+// RedeliveryDelay, behind those already delivered. A message leaves the
+// queue (and counts as acked for confirmations) once it and every older
+// one are acked.
+func (ps *PubSub) SubscribePrefetch(ctx context.Context, topicName string, n int) (<-chan *message.Message, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("mem: prefetch %d: want at least 1", n)
+	}
+	return ps.subscribe(ctx, topicName, n)
+}
+
+func (ps *PubSub) subscribe(ctx context.Context, topicName string, prefetch int) (<-chan *message.Message, error) {
 	if ctx == nil {
 		return nil, errors.New("mem: subscribe with nil context")
 	}
@@ -222,8 +239,13 @@ func (ps *PubSub) Subscribe(ctx context.Context, topicName string) (<-chan *mess
 		break
 	}
 
-	ps.cfg.Logger.Debug("mem: subscribed", watermill.LogFields{"topic": topicName})
-	go s.run()
+	ps.cfg.Logger.Debug("mem: subscribed", watermill.LogFields{"topic": topicName, "prefetch": prefetch})
+	if prefetch > 0 {
+		s.prefetch = prefetch
+		go s.runPrefetch()
+	} else {
+		go s.run()
+	}
 	return s.out, nil
 }
 
@@ -305,6 +327,10 @@ type subscription struct {
 	// publisher blocked on it moves on.
 	done chan struct{}
 
+	// prefetch is how many messages run hands out before the oldest is
+	// acked: 0 means one at a time (run), else runPrefetch.
+	prefetch int
+
 	mu      sync.Mutex
 	q       ring
 	stopped bool
@@ -331,7 +357,9 @@ func (s *subscription) push(e *envelope) error {
 		if max == 0 || s.q.len() < max {
 			e.track()
 			s.q.push(e)
-			first := s.q.len() == 1
+			// A prefetching subscription may be waiting for more while
+			// its queue holds the messages it handed out.
+			first := s.q.len() == 1 || s.prefetch > 0
 			s.mu.Unlock()
 			if first {
 				select {
@@ -373,6 +401,121 @@ func (s *subscription) run() {
 		}
 		s.pop()
 		e.acked()
+	}
+}
+
+// handout is a message a prefetching subscription delivered.
+type handout struct {
+	e     *envelope
+	acked bool
+}
+
+// prefetchEvent is an outcome of a handout's delivery (acked or not), or
+// due: its redelivery delay passed.
+type prefetchEvent struct {
+	h          *handout
+	acked, due bool
+}
+
+// runPrefetch delivers the queue's messages up to prefetch ahead of the
+// oldest unacked one. The queue keeps every delivered message until it and
+// all older ones are acked, so Close fails the confirmations of the
+// unacked ones, as run does.
+func (s *subscription) runPrefetch() {
+	defer s.stop()
+	events := make(chan prefetchEvent, s.prefetch)
+	var (
+		window []*handout // delivered, oldest first; window[i] is queue position i
+		redo   []*handout // nacked and due, to deliver again
+		next   *message.Message
+		nextH  *handout
+		again  bool // next is a redelivery: nextH is in window already
+	)
+	for {
+		if next == nil {
+			if len(redo) > 0 {
+				nextH, redo, again = redo[0], redo[1:], true
+			} else if len(window) < s.prefetch {
+				s.mu.Lock()
+				if s.q.len() > len(window) {
+					nextH, again = &handout{e: s.q.at(len(window))}, false
+				}
+				s.mu.Unlock()
+			}
+			if nextH != nil {
+				next = nextH.e.message()
+				ctx, cancel := context.WithCancel(s.ctx)
+				next.SetContext(ctx)
+				go s.await(next, nextH, cancel, events)
+			}
+		}
+		var out chan *message.Message
+		if next != nil && !s.ended() {
+			out = s.out
+		}
+		select {
+		case out <- next:
+			if !again {
+				window = append(window, nextH)
+			}
+			next, nextH = nil, nil
+		case ev := <-events:
+			switch {
+			case ev.due:
+				redo = append(redo, ev.h)
+			case ev.acked:
+				ev.h.acked = true
+				n := 0
+				for n < len(window) && window[n].acked {
+					n++
+				}
+				for _, h := range window[:n] {
+					s.pop()
+					h.e.acked()
+				}
+				clear(window[:n])
+				window = window[n:]
+			default:
+				go s.redeliverAfter(ev.h, events)
+			}
+		case <-s.wake:
+		case <-s.ctx.Done():
+			return
+		case <-s.ps.closing:
+			return
+		}
+	}
+}
+
+// await reports whether m, a delivery of h, was acked or nacked.
+func (s *subscription) await(m *message.Message, h *handout, cancel context.CancelFunc, events chan<- prefetchEvent) {
+	defer cancel()
+	ev := prefetchEvent{h: h}
+	select {
+	case <-m.Acked():
+		ev.acked = true
+	case <-m.Nacked():
+	case <-s.done:
+		return
+	}
+	select {
+	case events <- ev:
+	case <-s.done:
+	}
+}
+
+// redeliverAfter reports h due for redelivery after RedeliveryDelay.
+func (s *subscription) redeliverAfter(h *handout, events chan<- prefetchEvent) {
+	t := time.NewTimer(s.ps.cfg.RedeliveryDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
+		return
+	}
+	select {
+	case events <- prefetchEvent{h: h, due: true}:
+	case <-s.done:
 	}
 }
 

@@ -115,6 +115,9 @@ func (r *ring) grow() {
 // peek returns the oldest envelope; the caller checks len first.
 func (r *ring) peek() *envelope { return r.buf[r.head] }
 
+// at returns the i-th oldest envelope; the caller checks len first.
+func (r *ring) at(i int) *envelope { return r.buf[(r.head+i)&(len(r.buf)-1)] }
+
 func (r *ring) pop() {
 	r.buf[r.head] = nil // let the envelope be collected
 	r.head = (r.head + 1) & (len(r.buf) - 1)
