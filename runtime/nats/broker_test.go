@@ -17,6 +17,7 @@ import (
 	ordersv1 "github.com/protoc-gen-eda/eda/examples/orders/gen/shop/orders/v1"
 	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
+	"github.com/protoc-gen-eda/eda/runtime/brokertest"
 	edanats "github.com/protoc-gen-eda/eda/runtime/nats"
 )
 
@@ -484,4 +485,11 @@ func TestNack(t *testing.T) {
 	if got := strings.Join(order, " "); got != "a:v-a a:v-a b:v-b" {
 		t.Errorf("delivered %s, want a nacked a again before b", got)
 	}
+}
+
+// TestOrderedConcurrency checks that a handler with MaxInFlight above 1
+// handles messages of different keys at once on JetStream, each key's in
+// order.
+func TestOrderedConcurrency(t *testing.T) {
+	brokertest.OrderedConcurrency(t, testURL(t, "ack_wait=10s"), fmt.Sprint(time.Now().UnixNano()))
 }

@@ -69,6 +69,22 @@ func (b *broker) newSubscriber(group string) (message.Subscriber, error) {
 // Subscribe delivers the messages of topic to the subscriber's group until
 // ctx ends or the subscriber is closed; then the channel is closed.
 func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return s.subscribe(ctx, topic, 0)
+}
+
+// SubscribePrefetch is Subscribe with up to n messages delivered and not
+// yet acknowledged (runtime.PrefetchSubscriber), in the order JetStream
+// pushes them; redeliveries come behind newer messages. The consumer's
+// MaxAckPending also bounds what JetStream sends (shared by the group's
+// instances): keep it at least n times the instances.
+func (s *subscriber) SubscribePrefetch(ctx context.Context, topic string, n int) (<-chan *message.Message, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("nats: prefetch %d: want at least 1", n)
+	}
+	return s.subscribe(ctx, topic, n)
+}
+
+func (s *subscriber) subscribe(ctx context.Context, topic string, prefetch int) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -100,6 +116,12 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 
 	sc := &subscription{s: s, ctx: ctx, out: make(chan *message.Message), stop: make(chan struct{}),
 		fields: watermill.LogFields{"topic": topic, "subject": subject, "consumer_group": s.group}}
+	if prefetch > 0 {
+		// One NATS subscription, whose callbacks run one after another,
+		// keeps JetStream's order; the slots bound the unacknowledged.
+		count = 1
+		sc.slots = make(chan struct{}, prefetch)
+	}
 	for range count {
 		sub, err := s.js.QueueSubscribe(subject, s.durable, sc.handle, opts...)
 		if err != nil {
@@ -123,6 +145,7 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		sc.done = true
 		sc.mu.Unlock()
 		close(sc.out)
+		sc.settling.Wait()
 	}()
 	return sc.out, nil
 }
@@ -169,6 +192,12 @@ type subscription struct {
 	stop   chan struct{}
 	fields watermill.LogFields
 	subs   []*natsgo.Subscription
+	// slots, with a prefetch, holds a token per message delivered and not
+	// yet acknowledged; nil delivers one message at a time.
+	slots chan struct{}
+	// settling counts the goroutines waiting for the outcome of a
+	// prefetched message; the connection stays open until they end.
+	settling sync.WaitGroup
 
 	// mu is held, shared, by running callbacks; done is set, exclusively,
 	// before out is closed.
@@ -205,18 +234,47 @@ func (sc *subscription) handle(m *natsgo.Msg) {
 		}
 		return
 	}
+	if sc.slots != nil {
+		select {
+		case sc.slots <- struct{}{}:
+		case <-sc.stop:
+			return
+		}
+	}
 	ctx, cancel := context.WithCancel(sc.ctx)
-	defer cancel()
 	msg.SetContext(ctx)
 	select {
 	case sc.out <- msg:
 	case <-sc.stop:
+		cancel()
+		if sc.slots != nil {
+			<-sc.slots
+		}
 		return
 	}
+	if sc.slots == nil {
+		sc.settle(m, msg)
+		cancel()
+		return
+	}
+	// Wait for the outcome aside, so the next message can be delivered.
+	sc.settling.Add(1)
+	go func() {
+		defer sc.settling.Done()
+		sc.settle(m, msg)
+		cancel()
+		<-sc.slots
+	}()
+}
+
+// settle acknowledges or nacks m as the consumer did msg, or leaves it to be
+// redelivered if neither happens within AckWaitTimeout.
+func (sc *subscription) settle(m *natsgo.Msg, msg *message.Message) {
+	logger := sc.s.b.cfg.Logger
+	var err error
 	timeout := time.NewTimer(sc.s.b.cfg.AckWaitTimeout)
 	defer timeout.Stop()
-	select {
-	case <-msg.Acked():
+	ack := func() {
 		if sc.s.b.cfg.AckAsync {
 			err = m.Ack()
 		} else {
@@ -225,6 +283,10 @@ func (sc *subscription) handle(m *natsgo.Msg) {
 		if err != nil {
 			logger.Error("Cannot acknowledge message; it will be redelivered", err, sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
 		}
+	}
+	select {
+	case <-msg.Acked():
+		ack()
 	case <-msg.Nacked():
 		if err := m.Nak(); err != nil {
 			logger.Error("Cannot nack message; it will be redelivered after the ack wait", err, sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
@@ -232,5 +294,12 @@ func (sc *subscription) handle(m *natsgo.Msg) {
 	case <-timeout.C:
 		logger.Info("Message not acknowledged within the ack wait; JetStream redelivers it", sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
 	case <-sc.stop:
+		// Both may have happened: select picks at random, and an ack the
+		// consumer gave must not be dropped because the subscription ends.
+		select {
+		case <-msg.Acked():
+			ack()
+		default:
+		}
 	}
 }
