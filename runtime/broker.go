@@ -171,6 +171,6 @@ func openMem(_ context.Context, u *url.URL, opts BrokerOptions) (*Broker, error)
 
 // sharedSubscriber is the embedded bus handed to every consumer group:
 // closing it (a Router does when it stops) leaves the bus to Broker.Close.
-type sharedSubscriber struct{ message.Subscriber }
+type sharedSubscriber struct{ *mem.PubSub }
 
 func (sharedSubscriber) Close() error { return nil }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/protoc-gen-eda/eda/runtime"
+	"github.com/protoc-gen-eda/eda/runtime/brokertest"
 )
 
 func TestOpenBrokerMem(t *testing.T) {
@@ -108,4 +109,10 @@ func TestRouterLeavesSharedMemBus(t *testing.T) {
 	if err := b.Publisher.Publish("t.pings", message.NewMessage("1", nil)); err != nil {
 		t.Errorf("publish after the router stopped: %v", err)
 	}
+}
+
+// TestOrderedConcurrencyMem checks ordered concurrency on the embedded bus,
+// whose subscriber delivers ahead.
+func TestOrderedConcurrencyMem(t *testing.T) {
+	brokertest.OrderedConcurrency(t, "mem://", "mem")
 }

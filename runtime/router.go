@@ -84,9 +84,11 @@ type Router struct {
 	cfg    RouterConfig
 	router *message.Router
 	stats  stats
-	// groups holds each handler's consumer group; written by AddHandler
-	// before Run, read after.
-	groups map[string]string
+	// groups holds each handler's consumer group and inFlight how many
+	// messages it handles at once; written by AddHandler before Run, read
+	// after.
+	groups   map[string]string
+	inFlight map[string]int
 	// dedup is nil without RouterConfig.DedupStore.
 	dedup *Deduplicator
 	// subs are the subscribers NewSubscriber returned, closed by Run.
@@ -103,7 +105,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &Router{cfg: cfg, router: r, groups: map[string]string{}}
+	rt := &Router{cfg: cfg, router: r, groups: map[string]string{}, inFlight: map[string]int{}}
 	if cfg.DedupStore != nil {
 		if rt.dedup, err = NewDeduplicator(DeduplicatorConfig{Store: cfg.DedupStore, Logger: cfg.Logger}); err != nil {
 			return nil, err
@@ -117,6 +119,14 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 // handler has. Telemetry names the group of a handler's spans with it.
 func (r *Router) ConsumerGroup(handler string) string {
 	return r.groups[handler]
+}
+
+// MaxInFlight returns how many messages the handler called name handles at
+// once: its delivery policy's MaxInFlight when its subscriber can deliver
+// ahead (a PrefetchSubscriber) and its ordering is not OrderingTopic, else
+// 1; 0 for a name no handler has.
+func (r *Router) MaxInFlight(handler string) int {
+	return r.inFlight[handler]
 }
 
 // Run runs the handlers until ctx is done or Close is called.
@@ -309,9 +319,17 @@ func (r *Router) AddHandler(spec HandlerSpec, opts ...HandlerOption) error {
 	}
 	throttle := newThrottle(subscription.MaxPerSecond)
 	// Watermill's router runs every message it receives on a goroutine of its
-	// own; the slot makes the handler take one message at a time whatever the
-	// subscriber does, which retries in place and MaxInFlight rely on.
-	slot := make(chan struct{}, 1)
+	// own; the slots bound how many the handler takes at once whatever the
+	// subscriber does. One, unless the subscriber can deliver ahead: then
+	// an orderedSubscriber hands out up to MaxInFlight messages, one per
+	// ordering key at a time, and acknowledges them in the broker's order.
+	inFlight := 1
+	if ps, ok := sub.(PrefetchSubscriber); ok && subscription.MaxInFlight > 1 && subscription.Ordering != OrderingTopic {
+		inFlight = subscription.MaxInFlight
+		sub = newOrderedSubscriber(ps, inFlight, subscription.Ordering, r.cfg.CloseTimeout, r.cfg.Logger)
+	}
+	r.inFlight[spec.Name] = inFlight
+	slot := make(chan struct{}, inFlight)
 	r.router.AddConsumerHandler(spec.Name, spec.Topic, sub, func(msg *message.Message) error {
 		// Try the free slot first: evaluating Done on the cancellable context
 		// Watermill gives every message allocates its channel.

@@ -37,11 +37,15 @@ type Ordering int
 const (
 	// OrderingDefault is OrderingPartitionKey.
 	OrderingDefault Ordering = iota
-	// OrderingNone handles messages in any order.
+	// OrderingNone handles messages in any order: with MaxInFlight above
+	// 1, any of them at once.
 	OrderingNone
-	// OrderingPartitionKey handles messages of one partition key in order.
+	// OrderingPartitionKey handles messages of one partition key (the
+	// envelope's PartitionKey, which defaults to its Subject) one at a time
+	// in order; messages of different keys may be handled at once.
 	OrderingPartitionKey
-	// OrderingTopic handles all messages of the topic in order.
+	// OrderingTopic handles all messages of the topic one at a time in
+	// order, whatever MaxInFlight says.
 	OrderingTopic
 )
 
@@ -60,8 +64,12 @@ type DeliveryPolicy struct {
 	// DeadLetterTopic receives messages that failed every attempt or could
 	// not be decoded. Default RouterConfig.DeadLetterTopic.
 	DeadLetterTopic string
-	// MaxInFlight bounds the messages handled at once. The router handles a
-	// subscription's messages one at a time, so any value is honoured.
+	// MaxInFlight bounds the messages a handler handles at once. Default
+	// 1. Above 1, on a subscriber that can deliver ahead (PrefetchSubscriber:
+	// nats://, mem://), messages of different ordering keys are handled
+	// concurrently, up to MaxInFlight, while those of one key stay one at a
+	// time in order, and the broker's messages are acknowledged in the order
+	// it delivered them. Other brokers deliver one message at a time.
 	MaxInFlight int
 	// MaxPerSecond throttles handling. 0 means unlimited.
 	MaxPerSecond int
