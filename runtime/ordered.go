@@ -259,6 +259,11 @@ func (l *lanes) watch(p *pending, c *message.Message) {
 func (l *lanes) settle(r outcome) {
 	p := r.p
 	if !r.acked {
+		if p.msg.Context().Err() != nil {
+			// The broker's subscription gave the message up (it ends):
+			// leave it to be redelivered, and its key blocked.
+			return
+		}
 		// Handed out again after a backoff, still first of its key.
 		p.nacks++
 		d := DeliveryPolicy{}.withDefaults("").backoff(p.nacks)

@@ -253,7 +253,7 @@ func (sc *subscription) handle(m *natsgo.Msg) {
 		return
 	}
 	if sc.slots == nil {
-		sc.settle(m, msg)
+		sc.settle(m, msg, false)
 		cancel()
 		return
 	}
@@ -261,45 +261,65 @@ func (sc *subscription) handle(m *natsgo.Msg) {
 	sc.settling.Add(1)
 	go func() {
 		defer sc.settling.Done()
-		sc.settle(m, msg)
+		sc.settle(m, msg, true)
 		cancel()
 		<-sc.slots
 	}()
 }
 
-// settle acknowledges or nacks m as the consumer did msg, or leaves it to be
-// redelivered if neither happens within AckWaitTimeout.
-func (sc *subscription) settle(m *natsgo.Msg, msg *message.Message) {
+// settle acknowledges or nacks m as the consumer did msg. One at a time, a
+// message neither acked nor nacked within AckWaitTimeout is left to be
+// redelivered. Prefetched, it may wait behind others before it is even
+// handled, so settle tells JetStream it is in progress every half ack wait
+// instead, until the consumer settles it or the subscription ends (then
+// JetStream redelivers it after the ack wait).
+func (sc *subscription) settle(m *natsgo.Msg, msg *message.Message, prefetched bool) {
 	logger := sc.s.b.cfg.Logger
-	var err error
-	timeout := time.NewTimer(sc.s.b.cfg.AckWaitTimeout)
+	fields := sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID})
+	wait := sc.s.b.cfg.AckWaitTimeout
+	if prefetched {
+		wait /= 2
+	}
+	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
 	ack := func() {
+		var err error
 		if sc.s.b.cfg.AckAsync {
 			err = m.Ack()
 		} else {
 			err = m.AckSync()
 		}
 		if err != nil {
-			logger.Error("Cannot acknowledge message; it will be redelivered", err, sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
+			logger.Error("Cannot acknowledge message; it will be redelivered", err, fields)
 		}
 	}
-	select {
-	case <-msg.Acked():
-		ack()
-	case <-msg.Nacked():
-		if err := m.Nak(); err != nil {
-			logger.Error("Cannot nack message; it will be redelivered after the ack wait", err, sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
-		}
-	case <-timeout.C:
-		logger.Info("Message not acknowledged within the ack wait; JetStream redelivers it", sc.fields.Add(watermill.LogFields{"message_uuid": msg.UUID}))
-	case <-sc.stop:
-		// Both may have happened: select picks at random, and an ack the
-		// consumer gave must not be dropped because the subscription ends.
+	for {
 		select {
 		case <-msg.Acked():
 			ack()
-		default:
+		case <-msg.Nacked():
+			if err := m.Nak(); err != nil {
+				logger.Error("Cannot nack message; it will be redelivered after the ack wait", err, fields)
+			}
+		case <-timeout.C:
+			if prefetched {
+				if err := m.InProgress(); err != nil {
+					logger.Error("Cannot tell JetStream a message is in progress; it may be redelivered", err, fields)
+				}
+				timeout.Reset(wait)
+				continue
+			}
+			logger.Info("Message not acknowledged within the ack wait; JetStream redelivers it", fields)
+		case <-sc.stop:
+			// Both may have happened: select picks at random, and an ack
+			// the consumer gave must not be dropped because the
+			// subscription ends.
+			select {
+			case <-msg.Acked():
+				ack()
+			default:
+			}
 		}
+		return
 	}
 }
