@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,18 +33,20 @@ import (
 
 // The child process reads its settings from the environment.
 const (
-	childEnv  = "EDA_FAILURE_CHILD" // the broker URL
-	runEnv    = "EDA_FAILURE_RUN"   // the run's unique suffix
-	dbEnv     = "EDA_FAILURE_DB"    // the SQLite file holding effects and deduplication
-	readyEnv  = "EDA_FAILURE_READY" // a file the child creates once subscribed
-	good      = 300                 // events whose handling has an effect
-	panics    = 3                   // events whose handler panics
-	killAfter = good / 3            // effects before the first consumer is killed
+	childEnv    = "EDA_FAILURE_CHILD"     // the broker URL
+	runEnv      = "EDA_FAILURE_RUN"       // the run's unique suffix
+	dbEnv       = "EDA_FAILURE_DB"        // the SQLite file holding effects and deduplication
+	readyEnv    = "EDA_FAILURE_READY"     // a file the child creates once subscribed
+	inFlightEnv = "EDA_FAILURE_IN_FLIGHT" // the handler's MaxInFlight
+	good        = 300                     // events whose handling has an effect
+	panics      = 3                       // events whose handler panics
+	killAfter   = good / 3                // effects before the first consumer is killed
 )
 
 func TestMain(m *testing.M) {
 	if url := os.Getenv(childEnv); url != "" {
-		if err := child(url, os.Getenv(runEnv), os.Getenv(dbEnv), os.Getenv(readyEnv)); err != nil {
+		inFlight, _ := strconv.Atoi(os.Getenv(inFlightEnv))
+		if err := child(url, os.Getenv(runEnv), os.Getenv(dbEnv), os.Getenv(readyEnv), inFlight); err != nil {
 			fmt.Fprintln(os.Stderr, "failure child:", err)
 			os.Exit(1)
 		}
@@ -57,31 +60,40 @@ func TestFailures(t *testing.T) {
 		name, env string
 		// params make a dead consumer's messages come back quickly.
 		params string
+		// prefetch: the broker's subscriber delivers ahead, so the test
+		// also runs with 8 messages in flight, killed mid-way.
+		prefetch bool
 	}{
-		{"nats", "EDA_TEST_NATS_URL", "ack_wait=2s"},
-		{"redis", "EDA_TEST_REDIS_URL", "max_idle=1s&claim_interval=300ms&block=50ms"},
-		{"amqp", "EDA_TEST_AMQP_URL", "prefetch=1"},
-		{"postgres", "EDA_TEST_POSTGRES_URL", "ack_deadline=2s&poll_interval=20ms"},
+		{"nats", "EDA_TEST_NATS_URL", "ack_wait=2s", true},
+		{"redis", "EDA_TEST_REDIS_URL", "max_idle=1s&claim_interval=300ms&block=50ms", false},
+		{"amqp", "EDA_TEST_AMQP_URL", "prefetch=1", false},
+		{"postgres", "EDA_TEST_POSTGRES_URL", "ack_deadline=2s&poll_interval=20ms", false},
 	}
 	for _, b := range brokers {
-		t.Run(b.name, func(t *testing.T) {
-			url := edatest.ServiceURL(t, b.env)
-			if b.name == "postgres" {
-				url = edatest.PostgresSchemaURL(t, "failure")
+		for _, inFlight := range []int{1, 8} {
+			if inFlight > 1 && !b.prefetch {
+				continue
 			}
-			sep := "?"
-			if strings.Contains(url, "?") {
-				sep = "&"
-			}
-			runFailures(t, url+sep+b.params)
-		})
+			t.Run(fmt.Sprintf("%s/in-flight-%d", b.name, inFlight), func(t *testing.T) {
+				url := edatest.ServiceURL(t, b.env)
+				if b.name == "postgres" {
+					url = edatest.PostgresSchemaURL(t, "failure")
+				}
+				sep := "?"
+				if strings.Contains(url, "?") {
+					sep = "&"
+				}
+				runFailures(t, url+sep+b.params, inFlight)
+			})
+		}
 	}
 }
 
 // runFailures publishes good events, panicking ones and a poison message,
 // kills the first consumer mid-way, lets a second finish, and checks every
 // effect happened exactly once and every bad message was dead-lettered.
-func runFailures(t *testing.T, url string) {
+// The consumers handle up to inFlight messages at once.
+func runFailures(t *testing.T, url string, inFlight int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	run := watermill.NewShortUUID()
@@ -113,7 +125,7 @@ func runFailures(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 
-	first := startChild(t, url, run, db, filepath.Join(dir, "ready1"))
+	first := startChild(t, url, run, db, filepath.Join(dir, "ready1"), inFlight)
 	var ids []string
 	for i := range good {
 		ids = append(ids, fmt.Sprintf("%s-%03d", run, i))
@@ -141,7 +153,7 @@ func runFailures(t *testing.T, url string) {
 	_ = first.Wait()
 	killedAt := countEffects(t, store, run, false)
 
-	second := startChild(t, url, run, db, filepath.Join(dir, "ready2"))
+	second := startChild(t, url, run, db, filepath.Join(dir, "ready2"), inFlight)
 	defer func() {
 		_ = second.Process.Signal(syscall.SIGKILL)
 		_ = second.Wait()
@@ -190,10 +202,10 @@ func deadLetterTopic(run string) string { return "failuretest.dead." + run }
 
 // startChild starts a consumer in a new process and waits until it is
 // subscribed.
-func startChild(t *testing.T, url, run, db, ready string) *exec.Cmd {
+func startChild(t *testing.T, url, run, db, ready string, inFlight int) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+url, runEnv+"="+run, dbEnv+"="+db, readyEnv+"="+ready)
+	cmd.Env = append(os.Environ(), childEnv+"="+url, runEnv+"="+run, dbEnv+"="+db, readyEnv+"="+ready, inFlightEnv+"="+strconv.Itoa(inFlight))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -256,8 +268,9 @@ func (c consumer) HandleOrderPlaced(ctx context.Context, e *ordersv1.OrderPlaced
 	return err
 }
 
-// child runs one consumer until it is killed.
-func child(url, run, db, ready string) error {
+// child runs one consumer, handling up to inFlight messages at once, until
+// it is killed.
+func child(url, run, db, ready string, inFlight int) error {
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, db, sqlite.Config{})
 	if err != nil {
@@ -272,13 +285,18 @@ func child(url, run, db, ready string) error {
 	if err != nil {
 		return err
 	}
+	name := "failuretest-" + run
 	err = ordersv1.RegisterOrderEventHandler(router, consumer{run: run, dedup: dedup},
-		runtime.WithName("failuretest-"+run), runtime.WithTopic(topicOf(run)),
+		runtime.WithName(name), runtime.WithTopic(topicOf(run)),
 		runtime.WithDelivery(runtime.DeliveryPolicy{
 			MaxAttempts: 2, InitialBackoff: time.Millisecond, DeadLetterTopic: deadLetterTopic(run), DedupWindow: time.Hour,
+			MaxInFlight: inFlight,
 		}))
 	if err != nil {
 		return err
+	}
+	if got := router.MaxInFlight(name); got != inFlight {
+		return fmt.Errorf("the router handles %d messages at once, want %d", got, inFlight)
 	}
 	go func() {
 		<-router.Running()
