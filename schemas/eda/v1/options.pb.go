@@ -1193,7 +1193,9 @@ type DeliveryPolicy struct {
 	//	delivery: {dead_letter_topic: "shop.dead"}
 	DeadLetterTopic string `protobuf:"bytes,5,opt,name=dead_letter_topic,json=deadLetterTopic,proto3" json:"dead_letter_topic,omitempty"`
 	// Upper bound of messages handled at once by one consumer (backpressure).
-	// Default 1 when ordering applies.
+	// Default 1. Above 1, on brokers that can deliver ahead, messages of
+	// different ordering keys are handled at once while each key's stay one at
+	// a time, in order (see ordering); acknowledgements follow delivery order.
 	//
 	//	delivery: {max_in_flight: 32}
 	MaxInFlight uint32 `protobuf:"varint,6,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
