@@ -30,6 +30,19 @@
 // comes back behind those the consumer already prefetched: prefetch=1
 // keeps the order through redeliveries, at some cost in throughput.
 //
+// The subscribers also implement runtime.PrefetchSubscriber, so a handler
+// whose DeliveryPolicy.MaxInFlight is above 1 handles messages of
+// different ordering keys at once. SubscribePrefetch(ctx, topic, n)
+// consumes the same queue on a channel of its own with a basic.qos
+// prefetch count of n (the router asks for 4 × MaxInFlight; the prefetch
+// parameter does not apply): RabbitMQ has at most n messages of that
+// subscription delivered and not yet acked or nacked, and each ack or nack
+// is sent on its own. A nacked message is requeued and may come back
+// behind ones already delivered. If the channel or connection drops, the
+// subscription consumes again once the connection is back, and RabbitMQ
+// requeues what was delivered and not acknowledged, as it does when the
+// subscriber is closed.
+//
 // A message is acknowledged when the handler acks it; nacked, or left
 // unacknowledged by a consumer whose connection dies, it goes back to the
 // queue for another delivery. Delivery is therefore at least once: handlers
@@ -46,7 +59,9 @@
 //
 //   - prefetch: how many unacknowledged messages a subscription may hold
 //     (basic.qos prefetch count). Higher is faster; lower shares a queue
-//     more evenly between consumers. Default 10.
+//     more evenly between consumers. Default 10. It applies to Subscribe,
+//     whose handler takes one message at a time; SubscribePrefetch (a
+//     handler with MaxInFlight above 1) sets its own.
 //   - connect_timeout: how long connecting may take, a Go duration.
 //     Default 10s.
 //   - heartbeat: the AMQP heartbeat interval, which detects a dead
@@ -90,8 +105,9 @@ type Config struct {
 	// URL is the server's amqp:// or amqps:// URI, without this package's
 	// parameters. Required.
 	URL string
-	// Prefetch is how many unacknowledged messages a subscription may
-	// hold. Default DefaultPrefetch.
+	// Prefetch is how many unacknowledged messages a Subscribe
+	// subscription may hold (SubscribePrefetch sets its own). Default
+	// DefaultPrefetch.
 	Prefetch int
 	// ConnectTimeout bounds how long connecting may take. Default
 	// DefaultConnectTimeout.
@@ -231,12 +247,13 @@ type broker struct {
 	pub  *confirmPublisher
 
 	mu     sync.Mutex
-	subs   []*wamqp.Subscriber
+	subs   []*subscriber
 	closed bool
 }
 
 // newSubscriber returns a subscriber consuming from the queue of
-// consumerGroup on each topic.
+// consumerGroup on each topic: Watermill's for Subscribe, and a channel of
+// its own per SubscribePrefetch, both with the same config.
 func (b *broker) newSubscriber(consumerGroup string) (message.Subscriber, error) {
 	if consumerGroup == "" {
 		return nil, errors.New("amqp: NewSubscriber needs a consumer group: it names the queue")
@@ -248,10 +265,11 @@ func (b *broker) newSubscriber(consumerGroup string) (message.Subscriber, error)
 	}
 	cfg := b.wcfg
 	cfg.Queue.GenerateName = wamqp.GenerateQueueNameTopicNameWithSuffix(consumerGroup)
-	sub, err := wamqp.NewSubscriberWithConnection(cfg, b.cfg.Logger, b.conn)
+	wm, err := wamqp.NewSubscriberWithConnection(cfg, b.cfg.Logger, b.conn)
 	if err != nil {
 		return nil, err
 	}
+	sub := &subscriber{wm: wm, conn: b.conn, cfg: cfg, logger: b.cfg.Logger, group: consumerGroup, closing: make(chan struct{})}
 	b.subs = append(b.subs, sub)
 	return sub, nil
 }
