@@ -50,6 +50,10 @@ type RouterConfig struct {
 	// postgres.Store.Dedup, redisdedup.Open, or memstore.NewDedupStore in a
 	// single process.
 	DedupStore DedupStore
+	// DedupLease is how long a handler's claim on a message lasts unless
+	// renewed (DeduplicatorConfig.Lease): how long a redelivery waits for a
+	// consumer that died while handling it. Default DefaultDedupLease.
+	DedupLease time.Duration
 	// Logger receives the router's logs. Default: none.
 	Logger watermill.LoggerAdapter
 }
@@ -107,7 +111,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	}
 	rt := &Router{cfg: cfg, router: r, groups: map[string]string{}, inFlight: map[string]int{}}
 	if cfg.DedupStore != nil {
-		if rt.dedup, err = NewDeduplicator(DeduplicatorConfig{Store: cfg.DedupStore, Logger: cfg.Logger}); err != nil {
+		if rt.dedup, err = NewDeduplicator(DeduplicatorConfig{Store: cfg.DedupStore, Lease: cfg.DedupLease, Logger: cfg.Logger}); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,5 +50,18 @@ func TestRouterDeduplicates(t *testing.T) {
 	eventually(t, "the replay's duplicate", func() bool { return h.router.Stats().Duplicates == 2 })
 	if st := h.router.Stats(); st.Handled != 2 || st.DeadLettered != 1 {
 		t.Errorf("Stats = %+v, want 2 handled, 1 dead-lettered", st)
+	}
+}
+
+// RouterConfig.DedupLease reaches the Deduplicator: an invalid one fails
+// NewRouter with the Deduplicator's own error.
+func TestRouterDedupLease(t *testing.T) {
+	bus := newGoChannel(t)
+	_, err := runtime.NewRouter(runtime.RouterConfig{Subscriber: bus, Publisher: bus, DedupStore: memstore.NewDedupStore(), DedupLease: -time.Second})
+	if err == nil || !strings.Contains(err.Error(), "Lease") {
+		t.Fatalf("NewRouter with a negative DedupLease: %v, want the lease named", err)
+	}
+	if _, err := runtime.NewRouter(runtime.RouterConfig{Subscriber: bus, Publisher: bus, DedupStore: memstore.NewDedupStore(), DedupLease: time.Second}); err != nil {
+		t.Fatal(err)
 	}
 }

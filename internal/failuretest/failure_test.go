@@ -66,7 +66,7 @@ func TestFailures(t *testing.T) {
 	}{
 		{"nats", "EDA_TEST_NATS_URL", "ack_wait=2s", true},
 		{"redis", "EDA_TEST_REDIS_URL", "max_idle=1s&claim_interval=300ms&block=50ms", false},
-		{"amqp", "EDA_TEST_AMQP_URL", "prefetch=1", false},
+		{"amqp", "EDA_TEST_AMQP_URL", "prefetch=1", true},
 		{"postgres", "EDA_TEST_POSTGRES_URL", "ack_deadline=2s&poll_interval=20ms", false},
 	}
 	for _, b := range brokers {
@@ -281,7 +281,9 @@ func child(url, run, db, ready string, inFlight int) error {
 		return err
 	}
 	dedup := store.Dedup()
-	router, err := runtime.NewRouter(runtime.RouterConfig{NewSubscriber: b.NewSubscriber, Publisher: b.Publisher, DedupStore: dedup})
+	// A short lease: a message the killed consumer was handling comes back
+	// to the next within seconds, not the default 30.
+	router, err := runtime.NewRouter(runtime.RouterConfig{NewSubscriber: b.NewSubscriber, Publisher: b.Publisher, DedupStore: dedup, DedupLease: 3 * time.Second})
 	if err != nil {
 		return err
 	}
