@@ -24,6 +24,20 @@
 // has been pending for max_idle (checked every claim_interval). Delivery is
 // therefore at least once: handlers must be idempotent.
 //
+// Subscribe, Watermill's subscriber, reads one entry at a time and the
+// next only once the handler acknowledged it. The subscribers also
+// implement runtime.PrefetchSubscriber: SubscribePrefetch(ctx, topic, n)
+// reads ahead, up to n entries delivered and not yet acknowledged or
+// nacked, so the router handles up to DeliveryPolicy.MaxInFlight messages
+// at once (one per ordering key). It reads new entries with XREADGROUP
+// COUNT up to the free slots, acknowledges each on its own, delivers a
+// nacked one again after 100ms, and claims (XAUTOCLAIM) entries pending
+// with other consumers for max_idle every claim_interval. An entry's idle
+// time runs from when it is read, and the router may hold a read-ahead
+// entry while earlier ones of its key are handled: max_idle must exceed
+// that wait plus the handling, or another consumer claims the entry and
+// it is handled twice.
+//
 // A new group reads the stream from its start by default (start=earliest),
 // so a handler added later, or renamed, processes what the stream still
 // holds; start=latest makes a new group see only messages published after
@@ -261,6 +275,7 @@ func New(ctx context.Context, cfg Config) (*runtime.Broker, error) {
 	}
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{
 		Client:        client,
+		Marshaller:    marshaler,
 		DefaultMaxlen: cfg.MaxLen,
 	}, cfg.Logger)
 	if err != nil {
@@ -277,7 +292,7 @@ type broker struct {
 	pub            *redisstream.Publisher
 
 	mu     sync.Mutex
-	subs   []*redisstream.Subscriber
+	subs   []*subscriber
 	closed bool
 }
 
@@ -289,7 +304,7 @@ func (b *broker) newClient() *redis.Client {
 }
 
 // newSubscriber returns a consumer of consumerGroup, with a consumer name
-// of its own.
+// of its own, that also implements runtime.PrefetchSubscriber.
 func (b *broker) newSubscriber(consumerGroup string) (message.Subscriber, error) {
 	if consumerGroup == "" {
 		return nil, errors.New("redisstream: NewSubscriber needs a consumer group: it names the Redis consumer group")
@@ -304,9 +319,11 @@ func (b *broker) newSubscriber(consumerGroup string) (message.Subscriber, error)
 		oldest = "$"
 	}
 	client := b.newClient()
-	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+	consumer := b.consumerPrefix + watermill.NewShortUUID()
+	wm, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client:        client,
-		Consumer:      b.consumerPrefix + watermill.NewShortUUID(),
+		Unmarshaller:  marshaler,
+		Consumer:      consumer,
 		ConsumerGroup: consumerGroup,
 		BlockTime:     b.cfg.BlockTime,
 		ClaimInterval: b.cfg.ClaimInterval,
@@ -320,6 +337,8 @@ func (b *broker) newSubscriber(consumerGroup string) (message.Subscriber, error)
 		_ = client.Close()
 		return nil, err
 	}
+	sub := &subscriber{wm: wm, b: b, client: client, group: consumerGroup, consumer: consumer, start: oldest,
+		closing: make(chan struct{}), active: map[string]int{}}
 	b.subs = append(b.subs, sub)
 	return sub, nil
 }
