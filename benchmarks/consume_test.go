@@ -77,7 +77,7 @@ func BenchmarkConsume(b *testing.B) {
 	})
 	b.Run("amqp", func(b *testing.B) {
 		base := edatest.ServiceURL(b, edatest.AMQPURLEnv)
-		consume(b, base, func(f *consumeFixture) { deleteAMQPTopology(b, base, f) })
+		consume(b, base, func(f *consumeFixture) { deleteAMQPTopology(b, base, f.topic, f.genGroup, f.rawGroup) })
 	})
 	b.Run("postgres", func(b *testing.B) {
 		// The schema, and every table in it, is dropped when the benchmark
@@ -423,7 +423,7 @@ func deleteRedisStream(b *testing.B, base, topic string) {
 }
 
 // deleteAMQPTopology deletes topic's exchange and the two groups' queues.
-func deleteAMQPTopology(b *testing.B, base string, f *consumeFixture) {
+func deleteAMQPTopology(b *testing.B, base, topic string, groups ...string) {
 	conn, err := streadway.Dial(base)
 	if err != nil {
 		b.Errorf("cleanup: %v", err)
@@ -436,13 +436,13 @@ func deleteAMQPTopology(b *testing.B, base string, f *consumeFixture) {
 		return
 	}
 	defer ch.Close()
-	for _, group := range []string{f.genGroup, f.rawGroup} {
-		if _, err := ch.QueueDelete(edaamqp.QueueName(f.topic, group), false, false, false); err != nil {
+	for _, group := range groups {
+		if _, err := ch.QueueDelete(edaamqp.QueueName(topic, group), false, false, false); err != nil {
 			b.Errorf("cleanup: %v", err)
 			return
 		}
 	}
-	if err := ch.ExchangeDelete(f.topic, false, false); err != nil {
+	if err := ch.ExchangeDelete(topic, false, false); err != nil {
 		b.Errorf("cleanup: %v", err)
 	}
 }

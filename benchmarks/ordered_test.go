@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
@@ -31,8 +32,9 @@ const (
 // BenchmarkOrderedConcurrency measures a handler whose messages spread over
 // 64 ordering keys and whose work is I/O-bound (a 500µs sleep, as a call
 // to a database or another service), through runtime.Router on the
-// embedded bus and on NATS JetStream (EDA_TEST_NATS_URL; skipped without
-// it). Every round (one op) publishes orderedBatch messages, untimed, to a
+// embedded bus and on NATS JetStream, Redis and RabbitMQ
+// (EDA_TEST_NATS_URL, EDA_TEST_REDIS_URL, EDA_TEST_AMQP_URL; each skipped
+// without its URL). Every round (one op) publishes orderedBatch messages, untimed, to a
 // topic of the round, keys in a random interleaving, then runs each variant,
 // in a consumer group of its own, until it has handled them all:
 //
@@ -59,17 +61,35 @@ func BenchmarkOrderedConcurrency(b *testing.B) {
 	})
 	b.Run("nats", func(b *testing.B) {
 		base := edatest.ServiceURL(b, edatest.NATSURLEnv)
-		broker, err := runtime.OpenBroker(context.Background(), base, runtime.BrokerOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			if err := broker.Close(); err != nil {
-				b.Error(err)
-			}
-		})
+		broker := openBenchBroker(b, base)
 		ordered(b, broker.Publisher, broker.NewSubscriber, func(topic string) { deleteNatsStream(b, base, topic) })
 	})
+	b.Run("redis", func(b *testing.B) {
+		base := edatest.ServiceURL(b, edatest.RedisURLEnv)
+		broker := openBenchBroker(b, base)
+		ordered(b, broker.Publisher, broker.NewSubscriber, func(topic string) { deleteRedisStream(b, base, topic) })
+	})
+	b.Run("amqp", func(b *testing.B) {
+		base := edatest.ServiceURL(b, edatest.AMQPURLEnv)
+		broker := openBenchBroker(b, base)
+		ordered(b, broker.Publisher, broker.NewSubscriber, func(topic string) {
+			deleteAMQPTopology(b, base, topic, "ordered", "unordered", "sequential")
+		})
+	})
+}
+
+// openBenchBroker opens rawURL until the benchmark ends.
+func openBenchBroker(b *testing.B, rawURL string) *runtime.Broker {
+	broker, err := runtime.OpenBroker(context.Background(), rawURL, runtime.BrokerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := broker.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	return broker
 }
 
 type orderedVariant struct {
@@ -95,6 +115,12 @@ func ordered(b *testing.B, pub message.Publisher, newSub func(string) (message.S
 		b.StopTimer()
 		topic := fmt.Sprintf("edabench_ordered_%d_%d", run, round)
 		round++
+		// A queue (AMQP) keeps only what is published after it exists.
+		for _, v := range variants {
+			if err := initialize(newSub, topic, v.name); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if err := publishKeyed(envelopes, pub, topic, rnd); err != nil {
 			b.Fatal(err)
 		}
@@ -119,6 +145,19 @@ func ordered(b *testing.B, pub message.Publisher, newSub func(string) (message.S
 	}
 	b.ReportMetric(rate["ordered"]/rate["unordered"], "ordered/unordered")
 	b.ReportMetric(rate["ordered"]/rate["sequential"], "ordered/sequential")
+}
+
+// initialize creates what group's subscription to topic needs to keep the
+// messages published before it starts, on brokers that need it.
+func initialize(newSub func(string) (message.Subscriber, error), topic, group string) error {
+	sub, err := newSub(group)
+	if err != nil {
+		return err
+	}
+	if si, ok := sub.(message.SubscribeInitializer); ok {
+		err = si.SubscribeInitialize(topic)
+	}
+	return errors.Join(err, sub.Close())
 }
 
 // publishKeyed publishes orderedBatch messages to topic, keys in a random

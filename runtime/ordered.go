@@ -17,8 +17,9 @@ import (
 // are handled one at a time, in order; messages of different keys at once.
 //
 // The broker packages' subscribers implement it where the broker can
-// deliver ahead (nats://, mem://); on the others a handler takes one message
-// at a time whatever MaxInFlight says.
+// deliver ahead (mem://, nats://, redis://, amqp://); on the others
+// (postgres://, kafka://) a handler takes one message at a time whatever
+// MaxInFlight says.
 type PrefetchSubscriber interface {
 	message.Subscriber
 	// SubscribePrefetch is Subscribe with up to n messages delivered and

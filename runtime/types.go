@@ -65,11 +65,12 @@ type DeliveryPolicy struct {
 	// not be decoded. Default RouterConfig.DeadLetterTopic.
 	DeadLetterTopic string
 	// MaxInFlight bounds the messages a handler handles at once. Default
-	// 1. Above 1, on a subscriber that can deliver ahead (PrefetchSubscriber:
-	// nats://, mem://), messages of different ordering keys are handled
-	// concurrently, up to MaxInFlight, while those of one key stay one at a
-	// time in order, and the broker's messages are acknowledged in the order
-	// it delivered them. Other brokers deliver one message at a time.
+	// 1. Above 1, on a subscriber that can deliver ahead
+	// (PrefetchSubscriber: mem://, nats://, redis://, amqp://), messages of
+	// different ordering keys are handled concurrently, up to MaxInFlight,
+	// while those of one key stay one at a time in order, and the broker's
+	// messages are acknowledged in the order it delivered them. Other
+	// brokers deliver one message at a time.
 	MaxInFlight int
 	// MaxPerSecond throttles handling. 0 means unlimited.
 	MaxPerSecond int

@@ -65,7 +65,7 @@ func TestFailures(t *testing.T) {
 		prefetch bool
 	}{
 		{"nats", "EDA_TEST_NATS_URL", "ack_wait=2s", true},
-		{"redis", "EDA_TEST_REDIS_URL", "max_idle=1s&claim_interval=300ms&block=50ms", false},
+		{"redis", "EDA_TEST_REDIS_URL", "max_idle=1s&claim_interval=300ms&block=50ms", true},
 		{"amqp", "EDA_TEST_AMQP_URL", "prefetch=1", true},
 		{"postgres", "EDA_TEST_POSTGRES_URL", "ack_deadline=2s&poll_interval=20ms", false},
 	}
