@@ -54,48 +54,6 @@ func prefetchSubscriber(t *testing.T, b *runtime.Broker) runtime.PrefetchSubscri
 	return ps
 }
 
-func publishN(t *testing.T, b *runtime.Broker, topic string, n int) {
-	t.Helper()
-	for i := range n {
-		m := message.NewMessage(fmt.Sprint(i), []byte("payload"))
-		m.Metadata.Set("i", fmt.Sprint(i))
-		if err := b.Publisher.Publish(topic, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// nothing fails if ch delivers a message (or closes) within d.
-func nothing(t *testing.T, ch <-chan *message.Message, d time.Duration, why string) {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if ok {
-			t.Fatalf("got message %s %s", m.UUID, why)
-		}
-		t.Fatalf("channel closed %s", why)
-	case <-time.After(d):
-	}
-}
-
-// receive returns the next message, which must be want.
-func receive(t *testing.T, ch <-chan *message.Message, want string) *message.Message {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if !ok {
-			t.Fatalf("channel closed, want message %s", want)
-		}
-		if m.UUID != want || m.Metadata.Get("i") != want || string(m.Payload) != "payload" {
-			t.Fatalf("got message %s (metadata %v, payload %q), want %s", m.UUID, m.Metadata, m.Payload, want)
-		}
-		return m
-	case <-time.After(edatest.Timeout):
-		t.Fatalf("no message within %s, want %s", edatest.Timeout, want)
-		return nil
-	}
-}
-
 // waitClosed fails unless ch is closed within edatest.Timeout, with no
 // message before.
 func waitClosed(t *testing.T, ch <-chan *message.Message) {
@@ -126,7 +84,7 @@ func TestSubscribePrefetchBound(t *testing.T) {
 	if err := sub.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
 		t.Fatal(err)
 	}
-	publishN(t, b, topic, 6)
+	brokertest.PublishNumbered(t, b.Publisher, topic, 6)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -134,22 +92,22 @@ func TestSubscribePrefetchBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m0 := receive(t, msgs, "0")
-	m1 := receive(t, msgs, "1")
-	m2 := receive(t, msgs, "2")
-	nothing(t, msgs, 500*time.Millisecond, "with 3 delivered and none acked (prefetch 3)")
+	m0 := brokertest.ReceiveNumbered(t, msgs, 0)
+	m1 := brokertest.ReceiveNumbered(t, msgs, 1)
+	m2 := brokertest.ReceiveNumbered(t, msgs, 2)
+	brokertest.NoMessage(t, msgs, 500*time.Millisecond, "with 3 delivered and none acked (prefetch 3)")
 	// Acked out of order: each ack frees a slot on its own.
 	m1.Ack()
-	m3 := receive(t, msgs, "3")
-	nothing(t, msgs, 300*time.Millisecond, "with 3 delivered and one acked")
+	m3 := brokertest.ReceiveNumbered(t, msgs, 3)
+	brokertest.NoMessage(t, msgs, 300*time.Millisecond, "with 3 delivered and one acked")
 	m0.Ack()
-	m4 := receive(t, msgs, "4")
+	m4 := brokertest.ReceiveNumbered(t, msgs, 4)
 	m2.Ack()
-	m5 := receive(t, msgs, "5")
+	m5 := brokertest.ReceiveNumbered(t, msgs, 5)
 	m3.Ack()
 	m4.Ack()
 	m5.Ack()
-	nothing(t, msgs, 300*time.Millisecond, "after all were acked")
+	brokertest.NoMessage(t, msgs, 300*time.Millisecond, "after all were acked")
 
 	// Ending ctx closes the channel.
 	cancel()
@@ -166,14 +124,14 @@ func TestSubscribePrefetchNack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishN(t, b, topic, 2)
-	m0 := receive(t, msgs, "0")
-	m1 := receive(t, msgs, "1")
+	brokertest.PublishNumbered(t, b.Publisher, topic, 2)
+	m0 := brokertest.ReceiveNumbered(t, msgs, 0)
+	m1 := brokertest.ReceiveNumbered(t, msgs, 1)
 	m0.Nack()
-	again := receive(t, msgs, "0")
+	again := brokertest.ReceiveNumbered(t, msgs, 0)
 	again.Ack()
 	m1.Ack()
-	nothing(t, msgs, 300*time.Millisecond, "after both were acked")
+	brokertest.NoMessage(t, msgs, 300*time.Millisecond, "after both were acked")
 	if err := sub.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -193,10 +151,10 @@ func TestSubscribePrefetchCloseRedelivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishN(t, b1, topic, 6)
-	m0 := receive(t, msgs, "0")
-	receive(t, msgs, "1")
-	receive(t, msgs, "2")
+	brokertest.PublishNumbered(t, b1.Publisher, topic, 6)
+	m0 := brokertest.ReceiveNumbered(t, msgs, 0)
+	brokertest.ReceiveNumbered(t, msgs, 1)
+	brokertest.ReceiveNumbered(t, msgs, 2)
 	// 3 is prefetched, not received. 0 is acked right before Close.
 	m0.Ack()
 	closed := make(chan error, 1)
@@ -218,9 +176,9 @@ func TestSubscribePrefetchCloseRedelivers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i < 6; i++ {
-		receive(t, msgs2, fmt.Sprint(i)).Ack()
+		brokertest.ReceiveNumbered(t, msgs2, i).Ack()
 	}
-	nothing(t, msgs2, 500*time.Millisecond, "after 1..5: 0 was acked before Close")
+	brokertest.NoMessage(t, msgs2, 500*time.Millisecond, "after 1..5: 0 was acked before Close")
 }
 
 // TestSubscribePrefetchResubscribes: when RabbitMQ cancels the consumer
@@ -235,8 +193,8 @@ func TestSubscribePrefetchResubscribes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishN(t, b, topic, 1)
-	receive(t, msgs, "0").Ack()
+	brokertest.PublishNumbered(t, b.Publisher, topic, 1)
+	brokertest.ReceiveNumbered(t, msgs, 0).Ack()
 
 	conn, err := streadway.Dial(base)
 	if err != nil {
@@ -354,22 +312,22 @@ func TestSubscribePrefetchReconnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishN(t, direct, topic, 2)
-	stale := receive(t, msgs, "0")
-	receive(t, msgs, "1").Ack()
-	nothing(t, msgs, 200*time.Millisecond, "before the drop")
+	brokertest.PublishNumbered(t, direct.Publisher, topic, 2)
+	stale := brokertest.ReceiveNumbered(t, msgs, 0)
+	brokertest.ReceiveNumbered(t, msgs, 1).Ack()
+	brokertest.NoMessage(t, msgs, 200*time.Millisecond, "before the drop")
 
 	p.drop()
 	// Delivered on the dropped channel: RabbitMQ requeues it, and acking
 	// the stale delivery cannot settle the new one.
 	stale.Ack()
-	receive(t, msgs, "0").Ack()
+	brokertest.ReceiveNumbered(t, msgs, 0).Ack()
 	m := message.NewMessage("2", []byte("payload"))
 	m.Metadata.Set("i", "2")
 	if err := direct.Publisher.Publish(topic, m); err != nil {
 		t.Fatal(err)
 	}
-	receive(t, msgs, "2").Ack()
+	brokertest.ReceiveNumbered(t, msgs, 2).Ack()
 	if err := sub.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/protoc-gen-eda/eda/internal/edatest"
 	"github.com/protoc-gen-eda/eda/runtime"
 )
 
@@ -139,4 +141,51 @@ func OrderedConcurrency(t *testing.T, rawURL, run string) {
 		t.Errorf("at most %d messages were handled at once, want 2..%d", p, maxInFlight)
 	}
 	t.Logf("%d messages of %d keys, up to %d handled at once", keys*perKey, keys, peak.Load())
+}
+
+// PublishNumbered publishes n messages to topic: message i has the UUID
+// "m<i>", the metadata index=<i> and the payload "payload <i>".
+func PublishNumbered(t *testing.T, pub message.Publisher, topic string, n int) {
+	t.Helper()
+	for i := range n {
+		m := message.NewMessage(fmt.Sprintf("m%d", i), []byte(fmt.Sprintf("payload %d", i)))
+		m.Metadata.Set("index", strconv.Itoa(i))
+		if err := pub.Publish(topic, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ReceiveNumbered returns the next message of ch and fails unless it is
+// message i of PublishNumbered, intact.
+func ReceiveNumbered(t *testing.T, ch <-chan *message.Message, i int) *message.Message {
+	t.Helper()
+	want := fmt.Sprintf("m%d", i)
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatalf("channel closed, want message %s", want)
+		}
+		if m.UUID != want || m.Metadata.Get("index") != strconv.Itoa(i) || string(m.Payload) != fmt.Sprintf("payload %d", i) {
+			t.Fatalf("got message %s (metadata %v, payload %q), want %s", m.UUID, m.Metadata, m.Payload, want)
+		}
+		return m
+	case <-time.After(edatest.Timeout):
+		t.Fatalf("no message within %s, want %s", edatest.Timeout, want)
+		return nil
+	}
+}
+
+// NoMessage fails if ch delivers a message, or closes, within d; why says
+// what the message would break.
+func NoMessage(t *testing.T, ch <-chan *message.Message, d time.Duration, why string) {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if ok {
+			t.Fatalf("got message %s %s", m.UUID, why)
+		}
+		t.Fatalf("channel closed %s", why)
+	case <-time.After(d):
+	}
 }

@@ -51,30 +51,6 @@ func prefetchTopic(t *testing.T, base, name string) (string, *redis.Client) {
 	return topic, client
 }
 
-func publishN(t *testing.T, b *runtime.Broker, topic string, n int) {
-	t.Helper()
-	for i := range n {
-		m := message.NewMessage(fmt.Sprintf("m%d", i), []byte(fmt.Sprintf("payload %d", i)))
-		m.Metadata.Set("index", fmt.Sprint(i))
-		if err := b.Publisher.Publish(topic, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// nothing fails the test if msgs delivers a message within d.
-func nothing(t *testing.T, msgs <-chan *message.Message, d time.Duration, why string) {
-	t.Helper()
-	select {
-	case m, ok := <-msgs:
-		if ok {
-			t.Fatalf("got %s: %s", m.UUID, why)
-		}
-		t.Fatalf("channel closed: %s", why)
-	case <-time.After(d):
-	}
-}
-
 func pendingCount(t *testing.T, c *redis.Client, topic, group string) int64 {
 	t.Helper()
 	p, err := c.XPending(context.Background(), topic, group).Result()
@@ -91,7 +67,7 @@ func TestPrefetchBound(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.RedisURLEnv)
 	topic, client := prefetchTopic(t, base, "bound")
 	b, sub := prefetchSubscriber(t, brokertest.WithParams(t, base, "block=10ms"), "g")
-	publishN(t, b, topic, 5)
+	brokertest.PublishNumbered(t, b.Publisher, topic, 5)
 
 	if _, err := sub.SubscribePrefetch(context.Background(), topic, 0); err == nil {
 		t.Error("SubscribePrefetch with n=0 succeeded")
@@ -108,7 +84,7 @@ func TestPrefetchBound(t *testing.T) {
 		}
 		got = append(got, m)
 	}
-	nothing(t, msgs, 300*time.Millisecond, "a 4th message delivered with 3 unacknowledged and n=3")
+	brokertest.NoMessage(t, msgs, 300*time.Millisecond, "a 4th message delivered with 3 unacknowledged and n=3")
 	if n := pendingCount(t, client, topic, "g"); n != 3 {
 		t.Errorf("%d entries pending, want the 3 delivered", n)
 	}
@@ -120,7 +96,7 @@ func TestPrefetchBound(t *testing.T) {
 	} else {
 		got = append(got, m)
 	}
-	nothing(t, msgs, 200*time.Millisecond, "a 5th message delivered with 3 unacknowledged")
+	brokertest.NoMessage(t, msgs, 200*time.Millisecond, "a 5th message delivered with 3 unacknowledged")
 	entries, err := client.XRange(context.Background(), topic, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +135,7 @@ func TestPrefetchNack(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.RedisURLEnv)
 	topic, client := prefetchTopic(t, base, "nack")
 	b, sub := prefetchSubscriber(t, brokertest.WithParams(t, base, "block=10ms"), "g")
-	publishN(t, b, topic, 2)
+	brokertest.PublishNumbered(t, b.Publisher, topic, 2)
 	msgs, err := sub.SubscribePrefetch(context.Background(), topic, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +166,7 @@ func TestPrefetchCloseRedelivers(t *testing.T) {
 	topic, client := prefetchTopic(t, base, "close")
 	rawURL := brokertest.WithParams(t, base, "block=10ms&claim_interval=100ms&max_idle=500ms")
 	first, sub := prefetchSubscriber(t, rawURL, "g")
-	publishN(t, first, topic, 6)
+	brokertest.PublishNumbered(t, first.Publisher, topic, 6)
 	msgs, err := sub.SubscribePrefetch(context.Background(), topic, 4)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +221,7 @@ func TestPrefetchCloseRedelivers(t *testing.T) {
 			t.Errorf("second subscriber got %s %d times, want once (got %v)", id, seen[id], seen)
 		}
 	}
-	nothing(t, msgs2, time.Second, "an acknowledged message delivered again")
+	brokertest.NoMessage(t, msgs2, time.Second, "an acknowledged message delivered again")
 	edatest.Eventually(t, "every entry acknowledged", func() bool { return pendingCount(t, client, topic, "g") == 0 })
 }
 
@@ -256,7 +232,7 @@ func TestPrefetchResubscribe(t *testing.T) {
 	base := edatest.ServiceURL(t, edatest.RedisURLEnv)
 	topic, client := prefetchTopic(t, base, "resub")
 	b, sub := prefetchSubscriber(t, brokertest.WithParams(t, base, "block=10ms&max_idle=1h"), "g")
-	publishN(t, b, topic, 2)
+	brokertest.PublishNumbered(t, b.Publisher, topic, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	msgs, err := sub.SubscribePrefetch(ctx, topic, 2)
 	if err != nil {
@@ -291,7 +267,7 @@ func TestPrefetchResubscribe(t *testing.T) {
 		}
 		m.Ack()
 	}
-	nothing(t, msgs, 300*time.Millisecond, "a message delivered twice")
+	brokertest.NoMessage(t, msgs, 300*time.Millisecond, "a message delivered twice")
 	edatest.Eventually(t, "every entry acknowledged", func() bool { return pendingCount(t, client, topic, "g") == 0 })
 }
 
