@@ -322,8 +322,9 @@ func TestSubscribePrefetchReconnects(t *testing.T) {
 	// the stale delivery cannot settle the new one.
 	stale.Ack()
 	brokertest.ReceiveNumbered(t, msgs, 0).Ack()
-	m := message.NewMessage("2", []byte("payload"))
-	m.Metadata.Set("i", "2")
+	// A message published after the drop comes on the new channel.
+	m := message.NewMessage("m2", []byte("payload 2"))
+	m.Metadata.Set("index", "2")
 	if err := direct.Publisher.Publish(topic, m); err != nil {
 		t.Fatal(err)
 	}
