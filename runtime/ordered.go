@@ -84,13 +84,21 @@ func orderingKey(m *message.Message) string {
 // Subscribe subscribes the inner subscriber with a prefetch of n and
 // returns the channel of copies to handle.
 func (o *orderedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	// Registered under mu before subscribing, so that a Close from now on
+	// waits for this subscription.
+	ended := make(chan struct{})
+	o.mu.Lock()
 	select {
 	case <-o.closing:
+		o.mu.Unlock()
 		return nil, errors.New("subscriber is closed")
 	default:
 	}
+	o.running = append(o.running, ended)
+	o.mu.Unlock()
 	in, err := o.inner.SubscribePrefetch(ctx, topic, o.n*prefetchFactor)
 	if err != nil {
+		close(ended)
 		return nil, err
 	}
 	l := &lanes{
@@ -103,10 +111,6 @@ func (o *orderedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan
 		keys:    map[string][]*pending{},
 		fields:  watermill.LogFields{"topic": topic},
 	}
-	ended := make(chan struct{})
-	o.mu.Lock()
-	o.running = append(o.running, ended)
-	o.mu.Unlock()
 	go func() {
 		defer close(ended)
 		l.run(in)
@@ -119,8 +123,8 @@ func (o *orderedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan
 // inner subscriber. Messages never handed out are left to the broker to
 // redeliver.
 func (o *orderedSubscriber) Close() error {
-	o.closeOnce.Do(func() { close(o.closing) })
 	o.mu.Lock()
+	o.closeOnce.Do(func() { close(o.closing) })
 	running := o.running
 	o.mu.Unlock()
 	for _, ended := range running {
