@@ -63,7 +63,6 @@ type broker struct {
 	cfg  Config
 	conn *natsgo.Conn
 	js   natsgo.JetStreamContext
-	pub  *wmnats.Publisher
 	// ready maps the topics whose stream is known to exist to their
 	// subjects.
 	ready sync.Map
@@ -74,7 +73,11 @@ type broker struct {
 }
 
 func (b *broker) init(ctx context.Context, conn *natsgo.Conn) error {
-	js, err := conn.JetStream()
+	var jsOpts []natsgo.JSOpt
+	if b.cfg.MaxPublishPending > 0 {
+		jsOpts = append(jsOpts, natsgo.PublishAsyncMaxPending(b.cfg.MaxPublishPending))
+	}
+	js, err := conn.JetStream(jsOpts...)
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
@@ -86,14 +89,7 @@ func (b *broker) init(ctx context.Context, conn *natsgo.Conn) error {
 		}
 		return fmt.Errorf("JetStream at %s does not answer: %w", conn.ConnectedUrlRedacted(), err)
 	}
-	pub, err := wmnats.NewPublisherWithNatsConn(conn, wmnats.PublisherPublishConfig{
-		Marshaler:         marshaler{dedup: !b.cfg.NoDedup},
-		SubjectCalculator: wmnats.DefaultSubjectCalculator,
-	}, b.cfg.Logger)
-	if err != nil {
-		return err
-	}
-	b.conn, b.js, b.pub = conn, js, pub
+	b.conn, b.js = conn, js
 	return nil
 }
 
@@ -306,89 +302,128 @@ func (b *broker) close() error {
 			errs = append(errs, fmt.Errorf("close subscriber: %w", err))
 		}
 	}
-	if err := b.pub.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close publisher: %w", err))
-	}
+	b.conn.Close()
 	return errors.Join(errs...)
 }
 
-// marshaler writes what watermill-nats' NATSMarshaler writes (the
-// metadata as headers, the message id in WatermillUUIDHdr), and the message
-// id as Nats-Msg-Id when dedup is set, with one allocation for all header
-// values instead of one per header. wmnats.NATSMarshaler reads it.
-type marshaler struct{ dedup bool }
+// header is the NATS header of one outgoing message: what watermill-nats'
+// NATSMarshaler writes (the metadata as headers, the message id in
+// WatermillUUIDHdr), and the message id as Nats-Msg-Id when dedup is set.
+// wmnats.NATSMarshaler reads it. All values share one slice, and headers
+// are reused once their message is stored (nats.go has copied the bytes
+// and keeps no reference), so a message costs no header allocations.
+type header struct {
+	h      natsgo.Header
+	values []string
+}
 
-func (m marshaler) Marshal(subject string, msg *message.Message) (*natsgo.Msg, error) {
+var headers = sync.Pool{New: func() any { return new(header) }}
+
+// newHeader returns msg's header, from the pool.
+func newHeader(msg *message.Message, dedup bool) *header {
+	hd := headers.Get().(*header)
 	n := len(msg.Metadata) + 2
-	values := make([]string, 0, n)
-	h := make(natsgo.Header, n)
-	add := func(k, v string) {
-		values = append(values, v)
-		i := len(values)
-		h[k] = values[i-1 : i : i]
+	if hd.h == nil {
+		hd.h = make(natsgo.Header, n)
+	} else {
+		clear(hd.h)
 	}
-	add(wmnats.WatermillUUIDHdr, msg.UUID)
-	if m.dedup && msg.UUID != "" {
-		add(natsgo.MsgIdHdr, msg.UUID)
+	if cap(hd.values) < n {
+		hd.values = make([]string, 0, n)
+	}
+	hd.values = hd.values[:0]
+	hd.add(wmnats.WatermillUUIDHdr, msg.UUID)
+	if dedup && msg.UUID != "" {
+		hd.add(natsgo.MsgIdHdr, msg.UUID)
 	}
 	for k, v := range msg.Metadata {
-		add(k, v)
+		hd.add(k, v)
 	}
-	return &natsgo.Msg{Subject: subject, Data: msg.Payload, Header: h}, nil
+	return hd
+}
+
+func (hd *header) add(k, v string) {
+	hd.values = append(hd.values, v)
+	i := len(hd.values)
+	hd.h[k] = hd.values[i-1 : i : i]
 }
 
 // publisher publishes to the streams of topics.
 type publisher struct{ b *broker }
 
 // Publish publishes msgs to topic and returns once JetStream stored them
-// all. Several messages are sent before their acknowledgements are awaited.
+// all. Messages are sent without waiting for each acknowledgement (up to
+// Config.MaxPublishPending of them, counting those of concurrent calls),
+// so that concurrent publishers and a Publish of many messages (a
+// runtime.Batch, the outbox relay) share round trips to the server.
 func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 	subject, err := p.b.subject(p.b.js, topic)
 	if err != nil {
 		return err
 	}
-	if len(msgs) == 1 {
-		if err := p.b.pub.Publish(subject, msgs[0]); err != nil {
-			return p.b.publishError(topic, subject, err)
-		}
-		return nil
-	}
 	return p.publishBatch(topic, subject, msgs)
 }
+
+// publishRetries is how many times a publish that reached no stream is
+// sent again: nats.go's default for a synchronous publish.
+const publishRetries = 2
 
 // publishBatch sends msgs asynchronously, in order, and waits for every
 // acknowledgement.
 func (p *publisher) publishBatch(topic, subject string, msgs []*message.Message) error {
-	m := marshaler{dedup: !p.b.cfg.NoDedup}
+	dedup := !p.b.cfg.NoDedup
 	// A batch larger than the client's window of pending acknowledgements
 	// (4,000) waits for room instead of failing.
 	stall := natsgo.StallWait(publishTimeout)
-	futures := make([]natsgo.PubAckFuture, 0, len(msgs))
+	// Retry a publish that found no stream for the subject, as a
+	// synchronous JetStream publish does: a stream's leader may be
+	// changing.
+	retry := natsgo.RetryAttempts(publishRetries)
+	type sent struct {
+		natsgo.PubAckFuture
+		hd *header
+	}
+	futures := make([]sent, 0, len(msgs))
 	var sendErr error
 	for _, msg := range msgs {
-		nm, err := m.Marshal(subject, msg)
+		hd := newHeader(msg, dedup)
+		f, err := p.b.js.PublishMsgAsync(&natsgo.Msg{Subject: subject, Data: msg.Payload, Header: hd.h}, stall, retry)
 		if err != nil {
 			sendErr = err
 			break
 		}
-		f, err := p.b.js.PublishMsgAsync(nm, stall)
-		if err != nil {
-			sendErr = err
-			break
-		}
-		futures = append(futures, f)
+		futures = append(futures, sent{f, hd})
 	}
 	// Wait for what was sent even after a failure: the caller learns the
 	// first message that was not stored.
 	timeout := time.NewTimer(publishTimeout)
 	defer timeout.Stop()
-	for i, f := range futures {
+	wait := func(i int) error {
+		f := futures[i]
 		select {
 		case <-f.Ok():
+			// Stored: nats.go is done with the message.
+			headers.Put(f.hd)
+			return nil
 		case err := <-f.Err():
 			return p.b.publishError(topic, subject, fmt.Errorf("message %d of %d (%s): %w", i+1, len(msgs), msgs[i].UUID, err))
 		case <-timeout.C:
 			return p.b.publishError(topic, subject, fmt.Errorf("message %d of %d (%s): no acknowledgement within %s: %w", i+1, len(msgs), msgs[i].UUID, publishTimeout, natsgo.ErrTimeout))
+		}
+	}
+	if len(futures) > 0 {
+		// The last first: JetStream acknowledges a stream's messages in
+		// order, so once it is in, the others mostly are too, and this
+		// goroutine wakes once instead of once per message.
+		last := len(futures) - 1
+		lastErr := wait(last)
+		for i := range last {
+			if err := wait(i); err != nil {
+				return err
+			}
+		}
+		if lastErr != nil {
+			return lastErr
 		}
 	}
 	if sendErr != nil {
@@ -407,7 +442,10 @@ func (b *broker) publishError(topic, subject string, err error) error {
 }
 
 // Close closes the publishing connection; Broker.Close closes it too.
-func (p *publisher) Close() error { return p.b.pub.Close() }
+func (p *publisher) Close() error {
+	p.b.conn.Close()
+	return nil
+}
 
 var (
 	_ message.Publisher            = (*publisher)(nil)

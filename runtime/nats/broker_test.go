@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	natsgo "github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/protoc-gen-eda/eda/examples/orders/gen/shop/orders/v1"
 	"github.com/protoc-gen-eda/eda/internal/edatest"
@@ -76,7 +77,7 @@ func openBroker(t *testing.T, rawURL string) *runtime.Broker {
 func TestConfigFromURL(t *testing.T) {
 	u, _ := url.Parse("nats://alice:secret@n1:4222,n2:4223?prefix=staging&provision=false&storage=memory&replicas=3" +
 		"&max_age=720h&duplicate_window=1m&dedup=false&ack_wait=1m&max_ack_pending=50&subscribers=4&ack_async=true" +
-		"&connect_timeout=2s&name=orders&tls=true")
+		"&max_publish_pending=64&connect_timeout=2s&name=orders&tls=true")
 	cfg, err := edanats.ConfigFromURL(u)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,8 @@ func TestConfigFromURL(t *testing.T) {
 	}
 	if cfg.Prefix != "staging" || !cfg.NoProvision || cfg.Storage != natsgo.MemoryStorage || cfg.Replicas != 3 ||
 		cfg.MaxAge != 720*time.Hour || cfg.DuplicateWindow != time.Minute || !cfg.NoDedup || cfg.AckWaitTimeout != time.Minute ||
-		cfg.MaxAckPending != 50 || cfg.SubscribersCount != 4 || !cfg.AckAsync || cfg.ConnectTimeout != 2*time.Second {
+		cfg.MaxAckPending != 50 || cfg.SubscribersCount != 4 || !cfg.AckAsync || cfg.ConnectTimeout != 2*time.Second ||
+		cfg.MaxPublishPending != 64 {
 		t.Errorf("parsed %+v", cfg)
 	}
 	// user info, name, tls
@@ -108,6 +110,7 @@ func TestConfigFromURLErrors(t *testing.T) {
 		{"nats://h:4222?storage=disk", `storage="disk": want file or memory`},
 		{"nats://h:4222?replicas=7", "Replicas 7: want 1 to 5"},
 		{"nats://h:4222?subscribers=0", `subscribers="0": want a positive count`},
+		{"nats://h:4222?max_publish_pending=none", `max_publish_pending="none": want a positive count`},
 		{"nats://h:4222?provision=maybe", `provision="maybe": want true or false`},
 		{"nats://h:4222?prefix=a..b", `Prefix "a..b": has an empty token`},
 		{"nats://h:4222?prefix=a.*", `has the wildcard "*"`},
@@ -314,6 +317,66 @@ func TestGeneratedRoundTrip(t *testing.T) {
 	}
 	if len(env.ID) != 36 || env.ID[14] != '7' {
 		t.Errorf("envelope id %q, want a UUIDv7", env.ID)
+	}
+}
+
+// TestBatchPipelined publishes through a generated publisher over a
+// runtime.Batch: one Flush of more messages than max_publish_pending lets
+// through at once stores them all, in order, once each.
+func TestBatchPipelined(t *testing.T) {
+	rawURL := testURL(t, "max_publish_pending=16")
+	b := openBroker(t, rawURL)
+	batch := runtime.NewBatch(b.Publisher)
+	pub, err := runtime.NewPublisher(batch, runtime.PublisherConfig{Source: "nats-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := ordersv1.NewOrderEventPublisher(pub)
+	ctx := context.Background()
+	const n = 500
+	for i := range n {
+		if err := events.PublishOrderPlaced(ctx, &ordersv1.OrderPlaced{OrderId: fmt.Sprint(i), CustomerId: "c"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := natsgo.Connect(edatest.ServiceURL(t, edatest.NATSURLEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	js, err := conn.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := u.Query().Get("prefix") + "." + ordersv1.OrderEventsTopic
+	sub, err := js.SubscribeSync(subject, natsgo.OrderedConsumer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for i := range n {
+		m, err := sub.NextMsg(edatest.Timeout)
+		if err != nil {
+			t.Fatalf("message %d of %d: %v", i, n, err)
+		}
+		var e ordersv1.OrderPlaced
+		if err := proto.Unmarshal(m.Data, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.GetOrderId() != fmt.Sprint(i) {
+			t.Fatalf("message %d is order %q: out of order", i, e.GetOrderId())
+		}
+	}
+	if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("a message more than the %d published: %s", n, m.Header.Get(natsgo.MsgIdHdr))
 	}
 }
 

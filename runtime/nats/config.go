@@ -58,6 +58,10 @@ type Config struct {
 	// DuplicateWindow is how long created streams remember message ids, to
 	// drop a message published twice. Default the server's (2 minutes).
 	DuplicateWindow time.Duration
+	// MaxPublishPending bounds the messages a publisher has sent and not yet
+	// seen stored: a Publish of more messages sends that many, then one
+	// more per acknowledgement. Default nats.go's (4,000).
+	MaxPublishPending int
 	// NoDedup stops sending the message id as the Nats-Msg-Id header, which
 	// JetStream deduplicates by. Default: sent.
 	NoDedup bool
@@ -134,6 +138,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("nats.Config.%s %s: want a positive duration", d.name, d.v))
 		}
 	}
+	if c.MaxPublishPending < 0 {
+		errs = append(errs, fmt.Errorf("nats.Config.MaxPublishPending %d: want a positive count", c.MaxPublishPending))
+	}
 	if c.MaxAckPending < 0 {
 		errs = append(errs, fmt.Errorf("nats.Config.MaxAckPending %d: want a positive count", c.MaxAckPending))
 	}
@@ -146,7 +153,7 @@ func (c Config) Validate() error {
 // params are the URL query parameters, in the order the package doc lists
 // them.
 var params = []string{
-	"prefix", "provision", "storage", "replicas", "max_age", "duplicate_window", "dedup",
+	"prefix", "provision", "storage", "replicas", "max_age", "duplicate_window", "dedup", "max_publish_pending",
 	"ack_wait", "max_ack_pending", "subscribers", "ack_async",
 	"connect_timeout", "name", "creds", "tls",
 }
@@ -234,6 +241,7 @@ func ConfigFromURL(u *url.URL) (Config, error) {
 	duration("max_age", &cfg.MaxAge)
 	duration("duplicate_window", &cfg.DuplicateWindow)
 	boolean("dedup", func(b bool) { cfg.NoDedup = !b })
+	count("max_publish_pending", &cfg.MaxPublishPending)
 	duration("ack_wait", &cfg.AckWaitTimeout)
 	count("max_ack_pending", &cfg.MaxAckPending)
 	count("subscribers", &cfg.SubscribersCount)

@@ -1,8 +1,9 @@
 // Package nats is the NATS JetStream broker: generated publishers and routers
-// run on JetStream, with the wire format and publisher of watermill-nats v2
+// run on JetStream, with the wire format of watermill-nats v2
 // (github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats), so that other
 // Watermill services read what it publishes and the other way round.
-// Subscriptions use nats.go directly: watermill-nats v2.1.3's subscriber can
+// Publishing and subscribing use nats.go directly: publishes are pipelined
+// (see Config.MaxPublishPending), and watermill-nats v2.1.3's subscriber can
 // panic when a subscription ends with a message waiting. Import the package
 // for its side effect to make runtime.OpenBroker understand nats:// URLs:
 //
@@ -95,6 +96,7 @@
 //	max_age           how long created streams keep messages, a Go duration (720h). Default forever.
 //	duplicate_window  how long created streams remember message ids to drop duplicates. Default the server's, 2m.
 //	dedup             send the message id as Nats-Msg-Id (true) or not (false). Default true.
+//	max_publish_pending  the most messages a publisher has sent without their acknowledgement; a larger Publish waits for room. Default nats.go's, 4000.
 //	ack_wait          how long a subscriber's message may stay unacknowledged before it is redelivered. Default 30s.
 //	max_ack_pending   the most messages a consumer has delivered but not seen acknowledged. Default the server's, 1000.
 //	subscribers       concurrent deliveries per subscription; more than 1 gives up ordering. Default 1.
