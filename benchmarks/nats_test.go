@@ -39,63 +39,91 @@ const natsStreamMaxMsgs = 100_000
 // it, with the generated publisher over runtime/nats and with nats.go alone
 // sending the same bytes: the same payload, the same headers (the envelope,
 // Watermill's message id header and a Nats-Msg-Id, as runtime/nats sends by
-// default), to the same subject and stream. One op is one message.
+// default), to the same subject and stream. One op is one message. Two
+// baselines use nats.go alone:
+//
+//   - raw: hand-written nats.go code, what a service would write without
+//     eda: for each message proto.Marshal the event, a new UUIDv7, the
+//     time, a nats.Header literal with the same keys and values.
+//   - floor: the bytes the generated publisher sent, captured once, sent
+//     again with new ids (one header map reused when synchronous): the
+//     cost of nats.go and the server alone, which no publisher of new
+//     events can reach.
+//
+// Variants:
 //
 //   - sync: one goroutine, each publish waits for its acknowledgement.
-//     generated is OrderEventPublisher.PublishOrderPlaced; raw is
-//     js.PublishMsg with the headers built once (only the ids change).
-//   - async: the generated publisher has no asynchronous mode, so
-//     "generated" is PublishOrderPlaced from natsInFlight goroutines, against
-//     raw js.PublishMsgAsync with a window of natsInFlight pending
-//     acknowledgements, waiting for them all at the end. "batch" is the
-//     broker's own asynchronous path, taken when one Publish call carries
-//     several messages (the outbox relay does): runtime.Publisher.NewMessage
-//     for natsInFlight events, then one Publish of all of them.
+//     generated is OrderEventPublisher.PublishOrderPlaced; raw and floor
+//     js.PublishMsg.
+//   - async: publishes without waiting for each acknowledgement, at most
+//     natsInFlight waiting, then a wait for them all. generated is
+//     PublishOrderPlaced on a publisher over a runtime.Batch, with a Flush
+//     every natsChunk messages (the broker is opened with
+//     max_publish_pending=natsInFlight); raw and floor are
+//     js.PublishMsgAsync with a window of natsInFlight and a wait for
+//     PublishAsyncComplete every natsChunk messages. concurrent is the
+//     generated publisher without a Batch, called from natsInFlight
+//     goroutines, each waiting for its own acknowledgement.
 //   - interleaved: the variants take turns in one loop (sync: one message
-//     each; async: natsChunk messages each) and report generated's
-//     throughput as a fraction of raw's, "gen/raw" (and "batch/raw"), by
-//     wall time and by the process's CPU time ("gen/raw-cpu": raw's CPU per
-//     message over generated's). The NATS server shares the machine, so
-//     the client's CPU is what a variant costs, and wall time is noisy.
+//     each; async: natsChunk messages each), each going first in turn, and
+//     report generated's throughput as a fraction of the others', for
+//     example "gen/raw", by wall time and by the process's CPU time
+//     ("gen/raw-cpu": raw's CPU per message over generated's). The NATS
+//     server shares the machine, so the client's CPU is what a variant
+//     costs, and wall time is noisy.
 func BenchmarkNats(b *testing.B) {
 	f := newNatsFixture(b)
 	b.Run("sync/generated", func(b *testing.B) { natsPerMessage(b, f.generatedSync) })
 	b.Run("sync/raw", func(b *testing.B) { natsPerMessage(b, f.rawSync) })
+	b.Run("sync/floor", func(b *testing.B) { natsPerMessage(b, f.floorSync) })
 	b.Run("sync/interleaved", func(b *testing.B) {
-		var gen, raw natsTotal
-		odd := false
-		for b.Loop() {
-			if odd {
-				raw.add(b, f.rawSync)
-				gen.add(b, f.generatedSync)
-			} else {
-				gen.add(b, f.generatedSync)
-				raw.add(b, f.rawSync)
-			}
-			odd = !odd
-		}
-		natsRatio(b, "gen", gen, raw)
+		natsInterleave(b, []natsVariant{
+			{name: "gen", publish: func(int) error { return f.generatedSync() }},
+			{name: "raw", publish: func(int) error { return f.rawSync() }},
+			{name: "floor", publish: func(int) error { return f.floorSync() }},
+		}, 1)
 	})
-	b.Run("async/generated", func(b *testing.B) { natsBulk(b, f.generatedParallel) })
-	b.Run("async/batch", func(b *testing.B) { natsBulk(b, f.batch) })
+	b.Run("async/generated", func(b *testing.B) { natsBulk(b, f.generatedBatch) })
+	b.Run("async/concurrent", func(b *testing.B) { natsBulk(b, f.generatedParallel) })
 	b.Run("async/raw", func(b *testing.B) { natsBulk(b, f.rawAsync) })
+	b.Run("async/floor", func(b *testing.B) { natsBulk(b, f.floorAsync) })
 	b.Run("async/interleaved", func(b *testing.B) {
-		variants := []struct {
-			publish func(n int) error
-			total   natsTotal
-		}{{publish: f.generatedParallel}, {publish: f.batch}, {publish: f.rawAsync}}
-		first := 0
-		for b.Loop() {
-			// Each goes first in turn.
-			for i := range variants {
-				v := &variants[(first+i)%len(variants)]
-				v.total.add(b, func() error { return v.publish(natsChunk) })
-			}
-			first++
-		}
-		natsRatio(b, "gen", variants[0].total, variants[2].total)
-		natsRatio(b, "batch", variants[1].total, variants[2].total)
+		natsInterleave(b, []natsVariant{
+			{name: "gen", publish: f.generatedBatch},
+			{name: "raw", publish: f.rawAsync},
+			{name: "floor", publish: f.floorAsync},
+		}, natsChunk)
 	})
+	b.Run("async/concurrent-interleaved", func(b *testing.B) {
+		natsInterleave(b, []natsVariant{
+			{name: "concurrent", publish: f.generatedParallel},
+			{name: "raw", publish: f.rawAsync},
+		}, natsChunk)
+	})
+}
+
+// natsVariant is one variant of the interleaved comparison.
+type natsVariant struct {
+	name    string
+	publish func(n int) error
+	total   natsTotal
+}
+
+// natsInterleave runs each variant in turn, chunk messages each, and
+// reports the first's throughput over each other's: name/other, by wall
+// and by CPU time.
+func natsInterleave(b *testing.B, variants []natsVariant, chunk int) {
+	first := 0
+	for b.Loop() {
+		for i := range variants {
+			v := &variants[(first+i)%len(variants)]
+			v.total.add(b, func() error { return v.publish(chunk) })
+		}
+		first++
+	}
+	for _, v := range variants[1:] {
+		natsRatio(b, variants[0].name+"/"+v.name, variants[0].total, v.total)
+	}
 }
 
 // natsTotal adds up the wall and process CPU time of one variant's turns.
@@ -111,25 +139,26 @@ func (t *natsTotal) add(b *testing.B, f func() error) {
 	t.cpu += cpuTime() - cpu0
 }
 
-// natsRatio reports name's throughput as a fraction of raw's, by wall time
-// ("name/raw") and by process CPU time ("name/raw-cpu": raw's CPU per
-// message over name's; the server's CPU is not counted).
-func natsRatio(b *testing.B, name string, v, raw natsTotal) {
-	b.ReportMetric(raw.wall.Seconds()/v.wall.Seconds(), name+"/raw")
-	if v.cpu > 0 && raw.cpu > 0 {
-		b.ReportMetric(raw.cpu.Seconds()/v.cpu.Seconds(), name+"/raw-cpu")
+// natsRatio reports v's throughput as a fraction of base's, by wall time
+// (name) and by process CPU time (name+"-cpu": base's CPU per message over
+// v's; the server's CPU is not counted).
+func natsRatio(b *testing.B, name string, v, base natsTotal) {
+	b.ReportMetric(base.wall.Seconds()/v.wall.Seconds(), name)
+	if v.cpu > 0 && base.cpu > 0 {
+		b.ReportMetric(base.cpu.Seconds()/v.cpu.Seconds(), name+"-cpu")
 	}
 }
 
 // natsFixture is a broker, a raw connection, and what both publish.
 type natsFixture struct {
-	events  *ordersv1.OrderEventPublisher
-	pub     *runtime.Publisher
-	broker  *runtime.Broker
-	event   *ordersv1.OrderPlaced
-	subject string
+	events *ordersv1.OrderEventPublisher
+	// batch queues what batchEvents publishes.
+	batch       *runtime.Batch
+	batchEvents *ordersv1.OrderEventPublisher
+	event       *ordersv1.OrderPlaced
+	subject     string
 	// payload and header are what the generated publisher sent for event,
-	// for raw to send.
+	// for floor to send.
 	payload []byte
 	header  natsgo.Header
 	js      natsgo.JetStreamContext
@@ -145,7 +174,7 @@ func newNatsFixture(b *testing.B) *natsFixture {
 	base := edatest.ServiceURL(b, edatest.NATSURLEnv)
 	prefix := fmt.Sprintf("edabench_%d", time.Now().UnixNano())
 	ctx := context.Background()
-	broker, err := runtime.OpenBroker(ctx, base+"?prefix="+prefix, runtime.BrokerOptions{})
+	broker, err := runtime.OpenBroker(ctx, fmt.Sprintf("%s?prefix=%s&max_publish_pending=%d", base, prefix, natsInFlight), runtime.BrokerOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -154,12 +183,17 @@ func newNatsFixture(b *testing.B) *natsFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
+	batch := runtime.NewBatch(broker.Publisher)
+	batchPub, err := runtime.NewPublisher(batch, runtime.PublisherConfig{Source: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
 	f := &natsFixture{
-		events:  ordersv1.NewOrderEventPublisher(pub),
-		pub:     pub,
-		broker:  broker,
-		event:   newEvent(),
-		subject: prefix + "." + ordersv1.OrderEventsTopic,
+		events:      ordersv1.NewOrderEventPublisher(pub),
+		batch:       batch,
+		batchEvents: ordersv1.NewOrderEventPublisher(batchPub),
+		event:       newEvent(),
+		subject:     prefix + "." + ordersv1.OrderEventsTopic,
 	}
 	b.Cleanup(func() {
 		if f.jobs != nil {
@@ -234,9 +268,45 @@ func (f *natsFixture) generatedSync() error {
 	return f.events.PublishOrderPlaced(context.Background(), f.event)
 }
 
-// rawSync publishes the captured bytes with new ids, as the generated
-// publisher does, reusing one header: the floor of a synchronous publish.
+// handwritten builds the message hand-written nats.go code would publish
+// for event: what the generated publisher sends, built directly.
+func handwritten(subject string, event *ordersv1.OrderPlaced) (*natsgo.Msg, error) {
+	payload, err := proto.Marshal(event)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	ids := id.String()
+	return &natsgo.Msg{Subject: subject, Data: payload, Header: natsgo.Header{
+		"_watermill_message_uuid": {ids},
+		natsgo.MsgIdHdr:           {ids},
+		runtime.MetaID:            {ids},
+		runtime.MetaType:          {ordersv1.OrderPlacedEventType},
+		runtime.MetaSource:        {"bench"},
+		runtime.MetaTime:          {time.Now().UTC().Format(time.RFC3339Nano)},
+		runtime.MetaContentType:   {runtime.ContentTypeProtobuf},
+		runtime.MetaSubject:       {event.GetOrderId()},
+		runtime.MetaPartitionKey:  {event.GetCustomerId()},
+		runtime.MetaAggregateType: {"shop.orders.v1.Order"},
+	}}, nil
+}
+
+// rawSync publishes event with hand-written nats.go code.
 func (f *natsFixture) rawSync() error {
+	m, err := handwritten(f.subject, f.event)
+	if err != nil {
+		return err
+	}
+	_, err = f.js.PublishMsg(m)
+	return err
+}
+
+// floorSync publishes the captured bytes with new ids, as the generated
+// publisher does, reusing one header: the floor of a synchronous publish.
+func (f *natsFixture) floorSync() error {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return err
@@ -247,6 +317,23 @@ func (f *natsFixture) rawSync() error {
 	f.header[runtime.MetaID][0] = ids
 	_, err = f.js.PublishMsg(&natsgo.Msg{Subject: f.subject, Data: f.payload, Header: f.header})
 	return err
+}
+
+// generatedBatch publishes n events with the generated publisher over a
+// runtime.Batch, flushing every natsChunk.
+func (f *natsFixture) generatedBatch(n int) error {
+	ctx := context.Background()
+	for sent := 0; sent < n; {
+		for ; f.batch.Len() < natsChunk && sent < n; sent++ {
+			if err := f.batchEvents.PublishOrderPlaced(ctx, f.event); err != nil {
+				return err
+			}
+		}
+		if err := f.batch.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // natsJob is n events for the workers of generatedParallel to publish.
@@ -289,44 +376,21 @@ func (f *natsFixture) generatedParallel(n int) error {
 	return job.err
 }
 
-var orderPlacedType = &runtime.MessageType{
-	Name:          ordersv1.OrderPlacedEventType,
-	Topic:         ordersv1.OrderEventsTopic,
-	Version:       1,
-	AggregateType: "shop.orders.v1.Order",
-}
-
-// batch publishes n events in Publish calls of natsInFlight messages.
-func (f *natsFixture) batch(n int) error {
-	ctx := context.Background()
-	msgs := make([]*message.Message, 0, natsInFlight)
-	for sent := 0; sent < n; {
-		msgs = msgs[:0]
-		for ; len(msgs) < natsInFlight && sent < n; sent++ {
-			msg, err := f.pub.NewMessage(ctx, orderPlacedType, runtime.Outgoing{
-				Subject: f.event.GetOrderId(), PartitionKey: f.event.GetCustomerId(), Message: f.event,
-			})
-			if err != nil {
-				return err
-			}
-			msgs = append(msgs, msg)
-		}
-		if err := f.broker.Publisher.Publish(ordersv1.OrderEventsTopic, msgs...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rawAsync publishes n messages of the captured bytes with PublishMsgAsync,
-// at most natsInFlight unacknowledged, and waits for every acknowledgement.
-// Each message has a header of its own: nats.go keeps the message until it
-// is acknowledged.
+// rawAsync publishes n events with hand-written nats.go code,
+// PublishMsgAsync with at most natsInFlight unacknowledged, waiting for
+// every acknowledgement every natsChunk messages and at the end.
 func (f *natsFixture) rawAsync(n int) error {
-	for range n {
+	return f.async(n, func() (*natsgo.Msg, error) { return handwritten(f.subject, f.event) })
+}
+
+// floorAsync is rawAsync with the captured bytes and new ids. Each message
+// has a header of its own: nats.go keeps the message until it is
+// acknowledged.
+func (f *natsFixture) floorAsync(n int) error {
+	return f.async(n, func() (*natsgo.Msg, error) {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ids := id.String()
 		h := make(natsgo.Header, len(f.header))
@@ -336,17 +400,29 @@ func (f *natsFixture) rawAsync(n int) error {
 		h["_watermill_message_uuid"] = []string{ids}
 		h[natsgo.MsgIdHdr] = []string{ids}
 		h[runtime.MetaID] = []string{ids}
-		if _, err := f.asyncJS.PublishMsgAsync(&natsgo.Msg{Subject: f.subject, Data: f.payload, Header: h}, natsgo.StallWait(benchTimeout)); err != nil {
-			return err
+		return &natsgo.Msg{Subject: f.subject, Data: f.payload, Header: h}, nil
+	})
+}
+
+func (f *natsFixture) async(n int, next func() (*natsgo.Msg, error)) error {
+	for sent := 0; sent < n; {
+		for end := min(sent+natsChunk, n); sent < end; sent++ {
+			m, err := next()
+			if err != nil {
+				return err
+			}
+			if _, err := f.asyncJS.PublishMsgAsync(m, natsgo.StallWait(benchTimeout)); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-f.asyncJS.PublishAsyncComplete():
+		case <-time.After(benchTimeout):
+			return fmt.Errorf("%d acknowledgements missing after %s", f.asyncJS.PublishAsyncPending(), benchTimeout)
 		}
 	}
-	select {
-	case <-f.asyncJS.PublishAsyncComplete():
-	case <-time.After(benchTimeout):
-		return fmt.Errorf("raw: %d acknowledgements missing after %s", f.asyncJS.PublishAsyncPending(), benchTimeout)
-	}
 	if n := f.asyncErrs.Load(); n > 0 {
-		return fmt.Errorf("raw: %d asynchronous publishes failed", n)
+		return fmt.Errorf("%d asynchronous publishes failed", n)
 	}
 	return nil
 }
@@ -384,8 +460,8 @@ func natsReport(b *testing.B, cpu0 time.Duration) {
 
 // TestNatsBenchBytes checks that the variants of BenchmarkNats send the
 // same bytes: the generated publisher's payload is the event's binary
-// encoding, and batch's messages carry the generated publisher's metadata
-// (ids and time aside).
+// encoding, and the hand-written message has the generated publisher's
+// payload and headers (ids and time aside).
 func TestNatsBenchBytes(t *testing.T) {
 	want, err := proto.Marshal(newEvent())
 	if err != nil {
@@ -402,19 +478,35 @@ func TestNatsBenchBytes(t *testing.T) {
 	if string(capture.msg.Payload) != string(want) {
 		t.Fatal("the generated publisher's payload is not the event's binary encoding")
 	}
-	event := newEvent()
-	batch, err := pub.NewMessage(context.Background(), orderPlacedType, runtime.Outgoing{
-		Subject: event.GetOrderId(), PartitionKey: event.GetCustomerId(), Message: event,
-	})
+	hand, err := handwritten("s", newEvent())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(batch.Metadata) != len(capture.msg.Metadata) {
-		t.Errorf("batch metadata %v, generated %v", batch.Metadata, capture.msg.Metadata)
+	if string(hand.Data) != string(want) {
+		t.Error("the hand-written payload is not the event's binary encoding")
 	}
+	// What runtime/nats sends: the metadata, the id twice more.
+	gen := natsgo.Header{"_watermill_message_uuid": {capture.msg.UUID}, natsgo.MsgIdHdr: {capture.msg.UUID}}
 	for k, v := range capture.msg.Metadata {
-		if k != runtime.MetaID && k != runtime.MetaTime && batch.Metadata.Get(k) != v {
-			t.Errorf("batch has %s=%q, generated %q", k, batch.Metadata.Get(k), v)
+		gen[k] = []string{v}
+	}
+	if len(hand.Header) != len(gen) {
+		t.Errorf("hand-written headers %v, generated %v", hand.Header, gen)
+	}
+	for k, v := range gen {
+		switch k {
+		case runtime.MetaTime:
+			if _, err := time.Parse(time.RFC3339Nano, hand.Header.Get(k)); err != nil {
+				t.Errorf("hand-written %s: %v", k, err)
+			}
+		case runtime.MetaID, natsgo.MsgIdHdr, "_watermill_message_uuid":
+			if id := hand.Header.Get(k); id != hand.Header.Get(runtime.MetaID) || len(id) != len(v[0]) {
+				t.Errorf("hand-written %s=%q, want the message's id", k, id)
+			}
+		default:
+			if hand.Header.Get(k) != v[0] {
+				t.Errorf("hand-written has %s=%q, generated %q", k, hand.Header.Get(k), v[0])
+			}
 		}
 	}
 }
