@@ -364,8 +364,9 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 	return p.publishBatch(topic, subject, msgs)
 }
 
-// publishRetries is how many times a publish that reached no stream is
-// sent again: nats.go's default for a synchronous publish.
+// publishRetries is how many times a single message's publish that
+// reached no stream is sent again: nats.go's default for a synchronous
+// publish.
 const publishRetries = 2
 
 // publishBatch sends msgs asynchronously, in order, and waits for every
@@ -373,12 +374,16 @@ const publishRetries = 2
 func (p *publisher) publishBatch(topic, subject string, msgs []*message.Message) error {
 	dedup := !p.b.cfg.NoDedup
 	// A batch larger than the client's window of pending acknowledgements
-	// (4,000) waits for room instead of failing.
-	stall := natsgo.StallWait(publishTimeout)
-	// Retry a publish that found no stream for the subject, as a
-	// synchronous JetStream publish does: a stream's leader may be
-	// changing.
-	retry := natsgo.RetryAttempts(publishRetries)
+	// (Config.MaxPublishPending) waits for room instead of failing.
+	opts := []natsgo.PubOpt{natsgo.StallWait(publishTimeout)}
+	if len(msgs) == 1 {
+		// Retry a publish that found no stream for the subject, as a
+		// synchronous JetStream publish does: a stream's leader may be
+		// changing. Not in a batch, where a message sent again could land
+		// after the ones sent after it; the caller publishes the batch
+		// again, and JetStream drops what it already stored by id.
+		opts = append(opts, natsgo.RetryAttempts(publishRetries))
+	}
 	type sent struct {
 		natsgo.PubAckFuture
 		hd *header
@@ -387,7 +392,7 @@ func (p *publisher) publishBatch(topic, subject string, msgs []*message.Message)
 	var sendErr error
 	for _, msg := range msgs {
 		hd := newHeader(msg, dedup)
-		f, err := p.b.js.PublishMsgAsync(&natsgo.Msg{Subject: subject, Data: msg.Payload, Header: hd.h}, stall, retry)
+		f, err := p.b.js.PublishMsgAsync(&natsgo.Msg{Subject: subject, Data: msg.Payload, Header: hd.h}, opts...)
 		if err != nil {
 			sendErr = err
 			break
@@ -396,8 +401,9 @@ func (p *publisher) publishBatch(topic, subject string, msgs []*message.Message)
 	}
 	// Wait for what was sent even after a failure: the caller learns the
 	// first message that was not stored.
-	timeout := time.NewTimer(publishTimeout)
-	defer timeout.Stop()
+	expired := make(chan struct{})
+	timer := time.AfterFunc(publishTimeout, func() { close(expired) })
+	defer timer.Stop()
 	wait := func(i int) error {
 		f := futures[i]
 		select {
@@ -407,7 +413,7 @@ func (p *publisher) publishBatch(topic, subject string, msgs []*message.Message)
 			return nil
 		case err := <-f.Err():
 			return p.b.publishError(topic, subject, fmt.Errorf("message %d of %d (%s): %w", i+1, len(msgs), msgs[i].UUID, err))
-		case <-timeout.C:
+		case <-expired:
 			return p.b.publishError(topic, subject, fmt.Errorf("message %d of %d (%s): no acknowledgement within %s: %w", i+1, len(msgs), msgs[i].UUID, publishTimeout, natsgo.ErrTimeout))
 		}
 	}
